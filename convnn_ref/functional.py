@@ -1,0 +1,581 @@
+"""The reference path: score, select, aggregate (SPEC §1), composed for image-like input
+``(B, C, *S)`` (`convnn`) and for sequences of queries, keys and values (`convnn_attention`).
+
+Phases, one function each:
+  1. `neighbours` / `attention_neighbours`: who is selected, in which slot, with which score.
+     Position basis: a data-independent table, computed once per shape by the generic top-k
+     and cached (`position_table`). Feature and hybrid bases: query-chunked scores under a
+     memory budget, a no-grad top-k, then the selected scores recomputed with autograd from
+     the gathered neighbours (so backward never holds an ``N x N`` matrix).
+  2. `rho_weights` and `apply_kernel` (in `aggregate.py`) on neighbours gathered by index.
+  The sum kernel with large k (attention) takes a dense, chunked, checkpointed route instead:
+  ``softmax`` over the kept scores times V, never materialising ``(B, Nq, k, C)``.
+
+The naive oracle in `naive.py` is written independently of this file; the suite holds the two
+equal. Semantics: see `ConvNNConfig`.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+import torch.utils.checkpoint
+
+from convnn_ref import positions, scores, select
+from convnn_ref.aggregate import apply_kernel, gather_neighbours, rho_weights
+from convnn_ref.config import ConvNNConfig
+from convnn_ref.positions import Geometry
+from convnn_ref.validation import check_k, check_mask, check_tensor, check_weight
+
+#: Bytes one chunk's score matrix may take (``B * chunk * M`` scores). 256 MiB keeps a
+#: 128x128 map with B = 8 within a few GiB in every mode.
+DEFAULT_MEMORY_BUDGET = 256 * 2**20
+
+#: The sum kernel switches to the dense route when k is at least this fraction of the
+#: candidates (gathering k rows then costs more than one matrix product over all of them).
+DENSE_SUM_FRACTION = 1 / 16
+
+_TABLE_CACHE_SIZE = 64
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """The outcome of steps 1 and 2.
+
+    index ``(B, Nq, k)``, or ``(Nq, k)`` when shared by the batch (position basis): int64 into
+    the candidate tokens (the padded grid, row-major, in the position basis).
+    score ``(B, Nq, k)`` or ``(Nq, k)``: the selected scores (autograd flows through them for
+    feature and hybrid scores). valid: bool like ``index``, or None when every slot is filled.
+    """
+
+    index: torch.Tensor
+    score: torch.Tensor
+    valid: torch.Tensor | None
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def convnn(
+    x: torch.Tensor,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    config: ConvNNConfig,
+    *,
+    generator: torch.Generator | None = None,
+    memory_budget: int | None = None,
+) -> torch.Tensor:
+    """ConvNN on image-like input.
+
+    x ``(B, C_in, *S)`` with 1 to 3 spatial axes; weight ``(C_out, C_in'/groups, k)`` (None for
+    ``kernel='sum'``), with ``C_in' = C_in + d`` when coordinates are aggregated; bias
+    ``(C_out,)`` or None. Returns ``(B, C_out, *S_out)``, ``S_out`` from `resolve_geometry`.
+    """
+    x = check_tensor(x, "x", (3, 4, 5), "(B, C, *S) with 1 to 3 spatial axes")
+    geometry = positions.resolve_geometry(config, tuple(x.shape[2:]))
+    values = _aggregation_tokens(x, config, geometry)
+    c_out = check_weight(weight, bias, values.shape[-1], config, x)
+    budget = memory_budget or DEFAULT_MEMORY_BUDGET
+    b = x.shape[0]
+    if config.basis == "position":
+        nb = neighbours(x, config, generator=generator, memory_budget=budget)
+        y = _aggregate(values, nb, weight, bias, config)
+    else:
+        qf, kf, query_index, cand_index = _feature_inputs(x, config, geometry, generator)
+        y = _token_convnn(qf, kf, values, config, None, query_index, cand_index, weight, bias, budget)
+    return y.transpose(1, 2).reshape(b, c_out, *geometry.out)
+
+
+def neighbours(
+    x: torch.Tensor,
+    config: ConvNNConfig,
+    *,
+    generator: torch.Generator | None = None,
+    memory_budget: int | None = None,
+) -> Neighbours:
+    """Steps 1 and 2 alone, for image-like x ``(B, C, *S)``: the selected neighbours of every
+    query. Index values point into the padded grid's tokens (row-major)."""
+    x = check_tensor(x, "x", (3, 4, 5), "(B, C, *S) with 1 to 3 spatial axes")
+    geometry = positions.resolve_geometry(config, tuple(x.shape[2:]))
+    budget = memory_budget or DEFAULT_MEMORY_BUDGET
+    if config.basis == "position":
+        cand_index = _candidate_subset(config, geometry.spatial, x.device, generator)
+        index, score = position_table(geometry, config, x.device, cand_index)
+        return Neighbours(index, score.to(x.dtype), None)
+    qf, kf, query_index, cand_index = _feature_inputs(x, config, geometry, generator)
+    return _feature_neighbours(qf, kf, config, None, query_index, cand_index, budget)
+
+
+def convnn_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    config: ConvNNConfig,
+    *,
+    allowed: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    memory_budget: int | None = None,
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    """ConvNN over sequences: queries select among keys by feature score, values aggregate.
+
+    q ``(B, Nq, D)``, k ``(B, Nk, D)``, v ``(B, Nk, Dv)``; allowed: bool broadcastable to
+    ``(B, Nq, Nk)``, True where key j may be a neighbour of query i (causal, key padding).
+    A query with fewer than k allowed keys leaves slots empty (weight zero); one with none
+    outputs the bias. Returns ``(B, Nq, C_out)`` (``C_out = Dv`` for ``kernel='sum'``).
+    With ``similarity='scaled_dot'``, ``rho='softmax'``, ``kernel='sum'`` and ``k = Nk`` this
+    is `F.scaled_dot_product_attention`; with ``k < Nk`` it is KVT attention. ``dropout_p``
+    drops rho weights (the probabilities) with torch's global RNG, as PyTorch's attention does.
+    """
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"dropout_p must lie in [0, 1), got {dropout_p}")
+    q, k, v, allowed = _check_attention(q, k, v, config, allowed)
+    check_weight(weight, bias, v.shape[-1], config, q)
+    cand_index = _candidate_subset(config, (k.shape[1],), q.device, generator)
+    query_index = torch.arange(q.shape[1], device=q.device) if config.self_slot == "forced" else None
+    budget = memory_budget or DEFAULT_MEMORY_BUDGET
+    return _token_convnn(q, k, v, config, allowed, query_index, cand_index, weight, bias, budget, dropout_p)
+
+
+def attention_neighbours(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    config: ConvNNConfig,
+    *,
+    allowed: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    memory_budget: int | None = None,
+) -> Neighbours:
+    """Steps 1 and 2 of `convnn_attention`: index ``(B, Nq, k)`` into the keys."""
+    q, k, _, allowed = _check_attention(q, k, k, config, allowed)
+    cand_index = _candidate_subset(config, (k.shape[1],), q.device, generator)
+    query_index = torch.arange(q.shape[1], device=q.device) if config.self_slot == "forced" else None
+    return _feature_neighbours(q, k, config, allowed, query_index, cand_index, memory_budget or DEFAULT_MEMORY_BUDGET)
+
+
+# ------------------------------------------------------------------- position basis: table
+
+_table_cache: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+
+
+def position_table(
+    geometry: Geometry,
+    config: ConvNNConfig,
+    device: torch.device,
+    cand_index: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The position-basis neighbour table: index ``(Nq, k)`` into the padded grid and the
+    selected scores ``(Nq, k)`` float64, by the generic score-then-top-k of SPEC §1.
+
+    Data-independent, so cached (LRU, 64 entries) by geometry, the selection knobs and the
+    device, unless the candidates are a random draw. `position_table_uncached` computes it.
+    """
+    if cand_index is not None and config.candidates == "random":
+        return position_table_uncached(geometry, config, device, cand_index)
+    key = (
+        geometry,
+        config.k,
+        config.metric,
+        config.coordinates,
+        config.kernel_scaled,
+        config.self_slot,
+        config.slot_order,
+        config.candidates,
+        config.num_candidates,
+        config.grid_margin,
+        str(device),
+    )
+    hit = _table_cache.get(key)
+    if hit is not None:
+        _table_cache.move_to_end(key)
+        return hit
+    table = position_table_uncached(geometry, config, device, cand_index)
+    _table_cache[key] = table
+    if len(_table_cache) > _TABLE_CACHE_SIZE:
+        _table_cache.popitem(last=False)
+    return table
+
+
+def position_table_uncached(
+    geometry: Geometry,
+    config: ConvNNConfig,
+    device: torch.device,
+    cand_index: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`position_table` without the cache: scores every (query, candidate) pair in chunks."""
+    grid_pos = positions.candidate_positions(geometry, device)  # (M_grid, d) int64
+    cand_pos = grid_pos if cand_index is None else grid_pos[cand_index]
+    m = cand_pos.shape[0]
+    origins = positions.query_origins(geometry, device)
+    centres = positions.query_centres(geometry, device)
+    cand_exact = cand_pos.to(torch.float64)
+    steps = positions.coordinate_steps(geometry, config.coordinates)
+    if config.kernel_size is not None and config.kernel_scaled:
+        # Kernel scaling: distances in units of dilation*K/2 grid steps, whatever the coordinates.
+        unit = [dl * kk / 2 for dl, kk in zip(geometry.dilation, geometry.kernel)]
+        axis_scale = torch.tensor([1.0 / u for u in unit], dtype=torch.float64, device=device)
+    else:
+        axis_scale = torch.tensor(steps, dtype=torch.float64, device=device)
+    lattice = torch.tensor(geometry.dilation, device=device)
+    dilated = any(dl > 1 for dl in geometry.dilation)
+    forced = config.self_slot == "forced"
+    own_grid = _own_tokens(centres, geometry) if forced else None
+    k_select = config.k - 1 if forced else config.k
+    nq = centres.shape[0]
+    chunk = max(1, DEFAULT_MEMORY_BUDGET // (8 * max(m, 1) * 4))
+    idx_parts, score_parts = [], []
+    for start in range(0, nq, chunk):
+        stop = min(nq, start + chunk)
+        s = scores.position_scores(centres[start:stop], cand_exact, config.metric, axis_scale)
+        if dilated:
+            rel = cand_pos[None, :, :] - origins[start:stop, None, :]
+            s = s.masked_fill(~(rel.remainder(lattice) == 0).all(dim=-1), float("-inf"))
+        if own_grid is not None:
+            cand_grid = torch.arange(m, device=device) if cand_index is None else cand_index
+            s = s.masked_fill(cand_grid[None, :] == own_grid[start:stop, None], float("-inf"))
+        available = int((s > float("-inf")).sum(dim=-1).min())
+        what = "candidate points" + (" besides the query itself" if forced else "") + (" on its dilation lattice" if dilated else "")
+        check_k(k_select, available, what)
+        if k_select > 0:
+            v, i = select.topk_lowest_index(s, k_select)
+        else:
+            v = s.new_zeros(stop - start, 0)
+            i = torch.zeros(stop - start, 0, dtype=torch.int64, device=device)
+        idx_parts.append(i if cand_index is None else cand_index[i])
+        score_parts.append(v)
+    index = torch.cat(idx_parts)
+    score = torch.cat(score_parts)
+    if own_grid is not None:
+        index = torch.cat([own_grid[:, None], index], dim=-1)
+        score = torch.cat([score.new_zeros(nq, 1), score], dim=-1)
+    if config.slot_order == "offset":
+        offsets = grid_pos[index].to(torch.float64) - centres[:, None, :]
+        order = select.order_by_offset(torch.arange(index.shape[1], device=device).expand_as(index), offsets)
+        index = index.gather(-1, order)
+        score = score.gather(-1, order)
+    return index, score
+
+
+def _own_tokens(centres: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+    """Grid index ``(Nq,)`` of the token at each query's position (forced self)."""
+    if bool((centres != centres.round()).any()):
+        raise ValueError("self_slot='forced' needs queries on tokens: an even kernel_size puts them between tokens")
+    lo = torch.tensor([p[0] for p in geometry.padding], device=centres.device)
+    return _flat_index(centres.round().to(torch.int64) + lo, geometry.padded)
+
+
+# ------------------------------------------------------------ feature and hybrid bases
+
+
+def _feature_inputs(
+    x: torch.Tensor, config: ConvNNConfig, geometry: Geometry, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Scoring features of queries ``(B, Nq, D)`` and of all tokens ``(B, N, D)``, the
+    queries' token indices ``(Nq,)`` and the candidate subset ``(M,)`` or None (all)."""
+    b, c = x.shape[:2]
+    f = x.reshape(b, c, -1).transpose(1, 2)
+    if config.coord_encoding in ("score", "both"):
+        coords = positions.coordinate_channels(geometry.spatial, x.device, x.dtype).reshape(geometry.ndim, -1).T
+        f = torch.cat([f, coords.expand(b, -1, -1)], dim=-1)
+    if config.basis == "hybrid":
+        u = positions.to_coordinates(positions.grid_indices(geometry.spatial, x.device), geometry, config.coordinates)
+        f = scores.hybrid_embedding(f, u, config.hybrid_lambda)
+    origins = positions.query_origins(geometry, x.device)
+    query_index = _flat_index(origins, geometry.spatial)
+    cand_index = _candidate_subset(config, geometry.spatial, x.device, generator)
+    return f[:, query_index], f, query_index, cand_index
+
+
+def _flat_index(points: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    index = torch.zeros(points.shape[0], dtype=torch.int64, device=points.device)
+    for axis, n in enumerate(shape):
+        index = index * n + points[:, axis]
+    return index
+
+
+def _candidate_subset(
+    config: ConvNNConfig, spatial: tuple[int, ...], device: torch.device, generator: torch.Generator | None
+) -> torch.Tensor | None:
+    """Token indices ``(M,)`` of a random or grid candidate set, ascending; None for all."""
+    n = 1
+    for s in spatial:
+        n *= s
+    if config.candidates == "all":
+        return None
+    r = config.num_candidates
+    assert r is not None
+    if config.candidates == "random":
+        if generator is None:
+            raise ValueError("candidates='random' needs an explicit torch.Generator (generator=...)")
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        if r > n:
+            raise ValueError(f"num_candidates={r} is larger than the number of tokens N={n}")
+        return torch.randperm(n, generator=generator)[:r].sort().values.to(device)
+    return positions.grid_subset(spatial, r, config.grid_margin, device)
+
+
+def _selection_scores(qf: torch.Tensor, kf: torch.Tensor, config: ConvNNConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features as the similarity consumes them (unit vectors for cosine)."""
+    return scores.prepare_features(qf, config.similarity), scores.prepare_features(kf, config.similarity)
+
+
+def _chunk_size(b: int, m: int, element_size: int, budget: int) -> int:
+    return max(1, budget // max(1, b * m * element_size * 3))
+
+
+def _masked_chunk_scores(
+    qn: torch.Tensor,
+    kn: torch.Tensor,
+    config: ConvNNConfig,
+    allowed: torch.Tensor | None,
+    start: int,
+    stop: int,
+    self_cols: torch.Tensor | None,
+) -> torch.Tensor:
+    """Scores ``(B, stop-start, M)`` of one query chunk; ``-inf`` where not allowed or self
+    (forced self is placed separately)."""
+    s = scores.pairwise_feature_scores(qn[:, start:stop], kn, config.similarity, config.scale)
+    if allowed is not None:
+        s = s.masked_fill(~allowed[:, start:stop], float("-inf"))
+    if self_cols is not None:
+        cols = self_cols[start:stop]
+        present = cols >= 0
+        rows = torch.arange(stop - start, device=s.device)[present]
+        s[:, rows, cols[present]] = float("-inf")
+    return s
+
+
+def _self_columns(query_index: torch.Tensor | None, cand_index: torch.Tensor | None, m: int) -> torch.Tensor | None:
+    """Column of each query's own token in the candidate list, -1 when absent."""
+    if query_index is None:
+        return None
+    if cand_index is None:
+        return query_index
+    lookup = torch.full((int(max(int(query_index.max()), int(cand_index.max()))) + 1,), -1, dtype=torch.int64, device=query_index.device)
+    lookup[cand_index] = torch.arange(m, device=query_index.device)
+    return lookup[query_index]
+
+
+def _prepare_tokens(
+    config: ConvNNConfig,
+    kf: torch.Tensor,
+    allowed: torch.Tensor | None,
+    query_index: torch.Tensor | None,
+    cand_index: torch.Tensor | None,
+    nq: int,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, int]:
+    """Restrict keys and mask to the candidate subset; broadcast the mask to ``(B, Nq, M)``;
+    check k. Returns (keys, mask, self columns or None, number of slots to select)."""
+    b = kf.shape[0]
+    if cand_index is not None:
+        kf = kf[:, cand_index]
+        if allowed is not None:
+            allowed = allowed[..., cand_index]
+    m = kf.shape[1]
+    if allowed is not None:
+        allowed = allowed.expand(b, nq, m)
+    forced = config.self_slot == "forced"
+    self_cols = _self_columns(query_index, cand_index, m) if forced else None
+    if forced:
+        assert self_cols is not None
+        others = m - int(bool((self_cols >= 0).any()))
+        check_k(config.k - 1, others, "candidates besides the query itself")
+    else:
+        check_k(config.k, m, "candidates" if cand_index is None else f"{config.candidates} candidates")
+    return kf, allowed, self_cols, config.k - (1 if forced else 0)
+
+
+def _feature_neighbours(
+    qf: torch.Tensor,
+    kf: torch.Tensor,
+    config: ConvNNConfig,
+    allowed: torch.Tensor | None,
+    query_index: torch.Tensor | None,
+    cand_index: torch.Tensor | None,
+    budget: int,
+) -> Neighbours:
+    """Chunked no-grad selection, then differentiable scores of the selected neighbours."""
+    b, nq = qf.shape[:2]
+    kf_c, allowed, self_cols, k_sel = _prepare_tokens(config, kf, allowed, query_index, cand_index, nq)
+    qn, kn = _selection_scores(qf, kf_c, config)
+    chunk = _chunk_size(b, kn.shape[1], qn.element_size(), budget)
+    idx_parts, valid_parts = [], []
+    with torch.no_grad():
+        for start in range(0, nq, chunk):
+            stop = min(nq, start + chunk)
+            s = _masked_chunk_scores(qn, kn, config, allowed, start, stop, self_cols)
+            v, i = select.topk_lowest_index(s, k_sel) if k_sel > 0 else (s[..., :0], s[..., :0].long())
+            idx_parts.append(i)
+            valid_parts.append(v > float("-inf"))
+    index = torch.cat(idx_parts, dim=1)
+    valid = torch.cat(valid_parts, dim=1)
+    gathered = gather_neighbours(kn, index)
+    score = scores.paired_feature_scores(qn[:, :, None], gathered, config.similarity, config.scale)
+    if cand_index is not None:
+        index = cand_index[index]
+    if self_cols is not None:
+        assert query_index is not None
+        own = kf[:, query_index]
+        own_n = scores.prepare_features(own, config.similarity)
+        own_score = scores.paired_feature_scores(qn[:, :, None], own_n[:, :, None], config.similarity, config.scale)
+        index = torch.cat([query_index.expand(b, -1)[..., None], index], dim=-1)
+        score = torch.cat([own_score, score], dim=-1)
+        valid = torch.cat([torch.ones_like(valid[..., :1]), valid], dim=-1)
+    return Neighbours(index, score, None if bool(valid.all()) else valid)
+
+
+def _token_convnn(
+    qf: torch.Tensor,
+    kf: torch.Tensor,
+    values: torch.Tensor,
+    config: ConvNNConfig,
+    allowed: torch.Tensor | None,
+    query_index: torch.Tensor | None,
+    cand_index: torch.Tensor | None,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    budget: int,
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    """Feature/hybrid ConvNN on tokens: queries ``(B, Nq, D)``, keys ``(B, N, D)``, values
+    ``(B, N, C)`` -> ``(B, Nq, C_out)``. Picks the gather route or, for the sum kernel with
+    large k, the dense route."""
+    m = kf.shape[1] if cand_index is None else cand_index.shape[0]
+    own_outside = config.self_slot == "forced" and cand_index is not None  # gather route handles it
+    if config.kernel == "sum" and config.k >= max(2, DENSE_SUM_FRACTION * m) and not own_outside:
+        return _dense_sum(qf, kf, values, config, allowed, query_index, cand_index, bias, budget, dropout_p)
+    nb = _feature_neighbours(qf, kf, config, allowed, query_index, cand_index, budget)
+    return _aggregate(values, nb, weight, bias, config, dropout_p)
+
+
+def _aggregate(
+    values: torch.Tensor,
+    nb: Neighbours,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    config: ConvNNConfig,
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    """values ``(B, M, C)`` gathered by ``nb.index``, weighted by rho, through the kernel."""
+    gathered = gather_neighbours(values, nb.index)
+    if config.rho != "ones" or nb.valid is not None or dropout_p > 0:
+        w = rho_weights(nb.score.to(values.dtype), nb.valid, config.rho, config.rho_scale)
+        if dropout_p > 0:
+            w = torch.nn.functional.dropout(w, dropout_p)
+        gathered = gathered * w[..., None]
+    return apply_kernel(gathered, weight, bias, config.kernel, config.groups)
+
+
+def _dense_sum(
+    qf: torch.Tensor,
+    kf: torch.Tensor,
+    values: torch.Tensor,
+    config: ConvNNConfig,
+    allowed: torch.Tensor | None,
+    query_index: torch.Tensor | None,
+    cand_index: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    budget: int,
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    """Sum kernel as ``W @ V`` per query chunk, W ``(B, chunk, M)`` holding rho on the kept
+    entries and 0 elsewhere. Each chunk is checkpointed when autograd is on, so backward
+    recomputes its scores instead of keeping all of them."""
+    b, nq = qf.shape[:2]
+    kf_c, allowed, self_cols, k_sel = _prepare_tokens(config, kf, allowed, query_index, cand_index, nq)
+    vals = values if cand_index is None else values[:, cand_index]
+    qn, kn = _selection_scores(qf, kf_c, config)
+    m = kn.shape[1]
+    forced = self_cols is not None
+    chunk = _chunk_size(b, m, qn.element_size(), budget)
+    need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (qn, kn, vals))
+
+    def run_chunk(qn_c: torch.Tensor, kn_: torch.Tensor, vals_: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        s = scores.pairwise_feature_scores(qn_c, kn_, config.similarity, config.scale)
+        masked = s if allowed is None else s.masked_fill(~allowed[:, start:stop], float("-inf"))
+        with torch.no_grad():
+            sel = masked.detach()
+            if forced:
+                assert self_cols is not None
+                rows = torch.arange(stop - start, device=s.device)
+                sel = sel.clone()
+                sel[:, rows, self_cols[start:stop]] = float("-inf")
+            if k_sel >= m:
+                keep = sel > float("-inf")
+            else:
+                v, i = select.topk_lowest_index(sel, k_sel)
+                keep = torch.zeros_like(sel, dtype=torch.bool).scatter_(-1, i, v > float("-inf"))
+            if forced:
+                keep[:, rows, self_cols[start:stop]] = True
+        if config.rho == "softmax":
+            w = torch.softmax((config.rho_scale * s).masked_fill(~keep, float("-inf")), dim=-1)
+            w = w.masked_fill(~keep.any(dim=-1, keepdim=True), 0.0)
+        elif config.rho == "ones":
+            w = keep.to(s.dtype)
+        else:
+            w = s.masked_fill(~keep, 0.0)
+        if dropout_p > 0:
+            w = torch.nn.functional.dropout(w, dropout_p)
+        return w @ vals_
+
+    parts = []
+    for start in range(0, nq, chunk):
+        stop = min(nq, start + chunk)
+        if need_grad:
+            part = torch.utils.checkpoint.checkpoint(run_chunk, qn[:, start:stop], kn, vals, start, stop, use_reentrant=False)
+        else:
+            part = run_chunk(qn[:, start:stop], kn, vals, start, stop)
+        parts.append(part)
+    y = torch.cat(parts, dim=1)
+    return y if bias is None else y + bias
+
+
+# ------------------------------------------------------------------------ input helpers
+
+
+def _aggregation_tokens(x: torch.Tensor, config: ConvNNConfig, geometry: Geometry) -> torch.Tensor:
+    """Token-major values ``(B, M, C')`` over the candidate grid: padded with zeros in the
+    position basis, with coordinate channels appended when aggregated."""
+    b, c = x.shape[:2]
+    if config.coord_encoding in ("aggregate", "both"):
+        coords = positions.coordinate_channels(geometry.spatial, x.device, x.dtype)
+        x = torch.cat([x, coords.expand(b, *coords.shape)], dim=1)
+    if geometry.has_padding:
+        pad: list[int] = []
+        for lo, hi in reversed(geometry.padding):
+            pad += [lo, hi]
+        x = torch.nn.functional.pad(x, pad)
+    return x.reshape(b, x.shape[1], -1).transpose(1, 2)
+
+
+def _check_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, config: ConvNNConfig, allowed: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    q = check_tensor(q, "q", (3,), "(B, Nq, D)")
+    k = check_tensor(k, "k", (3,), "(B, Nk, D)")
+    v = check_tensor(v, "v", (3,), "(B, Nk, Dv)")
+    for name, t in (("k", k), ("v", v)):
+        if t.device != q.device:
+            raise ValueError(f"{name} is on {t.device} but q is on {q.device}; move them to one device")
+        if t.dtype != q.dtype:
+            raise TypeError(f"{name} has dtype {t.dtype} but q has dtype {q.dtype}; cast them to one dtype")
+    if k.shape[0] != q.shape[0] or v.shape[0] != q.shape[0]:
+        raise ValueError(f"q, k, v must share the batch size, got {q.shape[0]}, {k.shape[0]}, {v.shape[0]}")
+    if k.shape[2] != q.shape[2]:
+        raise ValueError(f"q and k must share the feature size D, got {q.shape[2]} and {k.shape[2]}")
+    if v.shape[1] != k.shape[1]:
+        raise ValueError(f"k and v must have the same number of keys, got {k.shape[1]} and {v.shape[1]}")
+    if config.basis != "feature":
+        raise NotImplementedError(f"convnn_attention scores features only; got basis={config.basis!r}")
+    if config.self_slot == "forced" and q.shape[1] != k.shape[1]:
+        raise ValueError(f"self_slot='forced' needs as many queries as keys, got Nq={q.shape[1]}, Nk={k.shape[1]}")
+    allowed = check_mask(allowed, "allowed", (q.shape[0], q.shape[1], k.shape[1]), q.device)
+    if allowed is not None:
+        while allowed.dim() < 3:
+            allowed = allowed[None]
+    return q, k, v, allowed

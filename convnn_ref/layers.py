@@ -1,0 +1,369 @@
+"""ConvNN as ``nn.Module``s: image layers for 1 to 3 spatial axes, multi-head ConvNN attention,
+the branching hybrid layer, coordinate channels and pixel (un)shuffle.
+
+Every module accepts any input size; nothing is written onto a module during ``forward``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from convnn_ref import functional, positions
+from convnn_ref.config import ConvNNConfig, padding_per_axis
+
+_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+class _ConvNNNd(nn.Module):
+    """ConvNN over ``spatial_dims`` spatial axes: x ``(B, C_in, *S)`` -> ``(B, C_out, *S_out)``.
+
+    Parameters follow ``nn.ConvNd``: ``weight`` ``(C_out, C_in'/groups, k)`` (the
+    ``nn.Conv1d(C_in', C_out, k, stride=k, groups=groups)`` layout, ``C_in' = C_in + d`` when
+    coordinates are aggregated) and ``bias`` ``(C_out,)``. ``padding_mode`` other than
+    ``'zeros'`` pads the input with ``F.pad`` first (reflect, replicate, circular), exactly as
+    ``nn.ConvNd`` does.
+    """
+
+    spatial_dims: int = 0
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        config: ConvNNConfig,
+        *,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        memory_budget: int | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(config, ConvNNConfig):
+            raise TypeError(f"config must be a ConvNNConfig, got {type(config).__name__}")
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if padding_mode not in _PADDING_MODES:
+            raise ValueError(f"padding_mode={padding_mode!r} is not one of {_PADDING_MODES}")
+        d = self.spatial_dims
+        c_in = in_channels + (d if config.coord_encoding in ("aggregate", "both") else 0)
+        if config.kernel == "sum":
+            if out_channels != c_in:
+                raise ValueError(f"kernel='sum' keeps the channels: out_channels must be {c_in}, got {out_channels}")
+        elif c_in % config.groups or out_channels % config.groups:
+            raise ValueError(
+                f"groups={config.groups} must divide in_channels={c_in} (coordinate channels included) "
+                f"and out_channels={out_channels}"
+            )
+        self.pre_padding: tuple[int, ...] = ()
+        if padding_mode != "zeros":
+            pairs = padding_per_axis(config.padding, d)
+            for lo, hi in reversed(pairs):
+                self.pre_padding += (lo, hi)
+            config = config.replace(padding=0)
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.config = config
+        self.padding_mode = padding_mode
+        self.memory_budget = memory_budget
+        factory = {"device": device, "dtype": dtype}
+        if config.kernel == "sum":
+            self.register_parameter("weight", None)
+        else:
+            self.weight = nn.Parameter(torch.empty(out_channels, c_in // config.groups, config.k, **factory))
+        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``nn.ConvNd``'s initialisation."""
+        if self.weight is not None:
+            nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+            fan_in = self.weight.shape[1] * self.weight.shape[2]
+        else:
+            fan_in = self.in_channels
+        if self.bias is not None:
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() != self.spatial_dims + 2:
+            raise ValueError(
+                f"{type(self).__name__} expects x of rank {self.spatial_dims + 2} (B, C, *S), got shape {tuple(x.shape)}"
+            )
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"x has {x.shape[1]} channels but in_channels={self.in_channels}")
+        if self.pre_padding:
+            x = F.pad(x, self.pre_padding, mode=self.padding_mode)
+        return functional.convnn(x, self.weight, self.bias, self.config, generator=generator, memory_budget=self.memory_budget)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, {self.config}"
+
+
+class ConvNN1d(_ConvNNNd):
+    """ConvNN on ``(B, C, L)``."""
+
+    spatial_dims = 1
+
+
+class ConvNN2d(_ConvNNNd):
+    """ConvNN on ``(B, C, H, W)``."""
+
+    spatial_dims = 2
+
+
+class ConvNN3d(_ConvNNNd):
+    """ConvNN on ``(B, C, D, H, W)``."""
+
+    spatial_dims = 3
+
+
+def convnn_layer(spatial_dims: int) -> type[_ConvNNNd]:
+    """The ConvNN layer class for 1, 2 or 3 spatial axes."""
+    classes: dict[int, type[_ConvNNNd]] = {1: ConvNN1d, 2: ConvNN2d, 3: ConvNN3d}
+    if spatial_dims not in classes:
+        raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims}")
+    return classes[spatial_dims]
+
+
+class ConvNNAttention(nn.Module):
+    """Multi-head ConvNN attention, a drop-in for ``nn.MultiheadAttention``.
+
+    Per head: queries select ``k`` keys (all when None) by ``similarity`` (scaled dot product
+    with scale ``1/sqrt(head_dim)`` by default), rho = softmax, sum aggregation. Projections as
+    ``nn.MultiheadAttention``: ``in_proj`` (or q/k/v weights when ``kdim``/``vdim`` differ) and
+    ``out_proj``, with biases when ``bias``. Masks follow ``nn.MultiheadAttention``: a bool
+    ``attn_mask`` ``(L, S)`` or ``(B*H, L, S)`` marks *forbidden* pairs with True; a float one
+    may hold only 0 and -inf; ``key_padding_mask`` ``(B, S)`` marks padded keys with True;
+    ``is_causal`` adds the causal mask. Returns only the output ``(L, B, E)`` (or ``(B, L, E)``
+    with ``batch_first``). Dropout acts on the probabilities.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        k: int | None = None,
+        *,
+        similarity: str = "scaled_dot",
+        scale: float | None = None,
+        candidates: str = "all",
+        num_candidates: int | None = None,
+        dropout: float = 0.0,
+        bias: bool = True,
+        batch_first: bool = False,
+        kdim: int | None = None,
+        vdim: int | None = None,
+        memory_budget: int | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if embed_dim < 1 or num_heads < 1 or embed_dim % num_heads:
+            raise ValueError(f"num_heads={num_heads} must divide embed_dim={embed_dim} (both >= 1)")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        if k is not None:
+            ConvNNConfig(k=k)  # validates k >= 1 early, with the config's message
+        self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.head_dim = embed_dim // num_heads
+        self.k = k
+        self.similarity = similarity
+        self.scale = scale
+        self.candidates = candidates
+        self.num_candidates = num_candidates
+        self.dropout = dropout
+        self.batch_first = batch_first
+        self.kdim = kdim or embed_dim
+        self.vdim = vdim or embed_dim
+        self.memory_budget = memory_budget
+        self._config(1)  # validates the option names now, not at the first forward
+        factory = {"device": device, "dtype": dtype}
+        self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **factory)
+        self.k_proj = nn.Linear(self.kdim, embed_dim, bias=bias, **factory)
+        self.v_proj = nn.Linear(self.vdim, embed_dim, bias=bias, **factory)
+        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **factory)
+
+    def _config(self, num_keys: int) -> ConvNNConfig:
+        k = num_keys if self.k is None else self.k
+        if self.candidates == "random" and self.k is None:
+            k = self.num_candidates or 1
+        return ConvNNConfig(
+            k=k,
+            basis="feature",
+            similarity=self.similarity,  # type: ignore[arg-type]
+            scale=self.scale,
+            candidates=self.candidates,  # type: ignore[arg-type]
+            num_candidates=self.num_candidates,
+            rho="softmax",
+            kernel="sum",
+        )
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor | None = None,
+        value: torch.Tensor | None = None,
+        *,
+        attn_mask: torch.Tensor | None = None,
+        key_padding_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        key = query if key is None else key
+        value = key if value is None else value
+        for name, t in (("query", query), ("key", key), ("value", value)):
+            if not isinstance(t, torch.Tensor) or t.dim() != 3:
+                shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+                raise ValueError(f"{name} must be a 3-d tensor ({'B, L, E' if self.batch_first else 'L, B, E'}), got {shape}")
+        if not self.batch_first:
+            query, key, value = (t.transpose(0, 1) for t in (query, key, value))
+        b, nq, _ = query.shape
+        nk = key.shape[1]
+        if key.shape[0] != b or value.shape[0] != b or value.shape[1] != nk:
+            raise ValueError(f"query, key, value disagree on batch or length: {tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}")
+        h, dh = self.num_heads, self.head_dim
+        q = self.q_proj(query).reshape(b, nq, h, dh).transpose(1, 2).reshape(b * h, nq, dh)
+        k = self.k_proj(key).reshape(b, nk, h, dh).transpose(1, 2).reshape(b * h, nk, dh)
+        v = self.v_proj(value).reshape(b, nk, h, dh).transpose(1, 2).reshape(b * h, nk, dh)
+        allowed = self._allowed(attn_mask, key_padding_mask, is_causal, b, nq, nk, query.device)
+        y = functional.convnn_attention(
+            q,
+            k,
+            v,
+            self._config(nk),
+            allowed=allowed,
+            generator=generator,
+            memory_budget=self.memory_budget,
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        y = self.out_proj(y.reshape(b, h, nq, dh).transpose(1, 2).reshape(b, nq, self.embed_dim))
+        return y if self.batch_first else y.transpose(0, 1)
+
+    def _allowed(
+        self,
+        attn_mask: torch.Tensor | None,
+        key_padding_mask: torch.Tensor | None,
+        is_causal: bool,
+        b: int,
+        nq: int,
+        nk: int,
+        device: torch.device,
+    ) -> torch.Tensor | None:
+        """Combine the masks into ``allowed`` ``(B*H, L, S)`` (True = may be a neighbour)."""
+        h = self.num_heads
+        allowed = None
+        if attn_mask is not None:
+            forbidden = _as_forbidden(attn_mask, "attn_mask")
+            if forbidden.shape not in ((nq, nk), (b * h, nq, nk)):
+                raise ValueError(f"attn_mask must have shape ({nq}, {nk}) or ({b * h}, {nq}, {nk}), got {tuple(forbidden.shape)}")
+            allowed = (~forbidden).to(device).expand(b * h, nq, nk)
+        if key_padding_mask is not None:
+            padded = _as_forbidden(key_padding_mask, "key_padding_mask")
+            if padded.shape != (b, nk):
+                raise ValueError(f"key_padding_mask must have shape ({b}, {nk}), got {tuple(padded.shape)}")
+            keep = (~padded).to(device)[:, None, None, :].expand(b, h, nq, nk).reshape(b * h, nq, nk)
+            allowed = keep if allowed is None else allowed & keep
+        if is_causal:
+            causal = torch.ones(nq, nk, dtype=torch.bool, device=device).tril().expand(b * h, nq, nk)
+            allowed = causal if allowed is None else allowed & causal
+        return allowed
+
+
+def _as_forbidden(mask: torch.Tensor, name: str) -> torch.Tensor:
+    """A PyTorch attention mask (bool True = forbidden, or float 0 / -inf) as bool forbidden."""
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(mask).__name__}")
+    if mask.dtype == torch.bool:
+        return mask
+    if mask.is_floating_point():
+        finite = torch.isfinite(mask)
+        if bool((mask[finite] != 0).any()) or bool((mask[~finite] > 0).any()):
+            raise NotImplementedError(f"float {name} with values other than 0 and -inf (additive score biases) is not supported")
+        return ~finite
+    raise TypeError(f"{name} must be bool or floating, got {mask.dtype}")
+
+
+class CoordinateEncoding(nn.Module):
+    """Appends CoordConv-like channels: x ``(B, C, *S)`` -> ``(B, C + d, *S)``, channel ``C + a``
+    holding ``linspace(-1, 1)`` along axis a."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.dim() < 3:
+            raise ValueError("x must be a tensor (B, C, *S) with at least one spatial axis")
+        coords = positions.coordinate_channels(tuple(x.shape[2:]), x.device, x.dtype)
+        return torch.cat([x, coords.expand(x.shape[0], *coords.shape)], dim=1)
+
+
+class PixelShuffleConvNN2d(nn.Module):
+    """Space-to-depth around a ConvNN2d: ``pixel_unshuffle(s)``, ConvNN on ``C*s^2`` channels
+    and ``N/s^2`` tokens, ``pixel_shuffle(s)``. x ``(B, C_in, H, W)`` with H, W divisible by s
+    -> ``(B, C_out, H', W')``."""
+
+    def __init__(self, in_channels: int, out_channels: int, config: ConvNNConfig, factor: int, *, bias: bool = True) -> None:
+        super().__init__()
+        if factor < 1:
+            raise ValueError(f"factor must be >= 1, got {factor}")
+        self.factor = factor
+        self.inner = ConvNN2d(in_channels * factor**2, out_channels * factor**2, config, bias=bias)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        s = self.factor
+        if x.dim() != 4 or x.shape[-1] % s or x.shape[-2] % s:
+            raise ValueError(f"x must be (B, C, H, W) with H and W divisible by factor={s}, got {tuple(x.shape)}")
+        return F.pixel_shuffle(self.inner(F.pixel_unshuffle(x, s), generator), s)
+
+
+class BranchingConvNN(nn.Module):
+    """The paper's hybrid: a ConvNN branch and a plain conv branch on the same input, outputs
+    concatenated (``round(ratio * C_out)`` channels from ConvNN), then a 1x1 fusion conv.
+
+    x ``(B, C_in, *S)`` -> ``(B, C_out, *S)``; the ConvNN config must keep the spatial size
+    (stride 1, 'same'-like padding), and the conv branch uses ``padding='same'``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        config: ConvNNConfig,
+        *,
+        ratio: float = 0.5,
+        conv_kernel_size: int = 3,
+        spatial_dims: int = 2,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"ratio must lie in [0, 1], got {ratio}")
+        self.convnn_channels = round(ratio * out_channels)
+        self.conv_channels = out_channels - self.convnn_channels
+        conv_cls = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[spatial_dims - 1]
+        self.convnn = (
+            convnn_layer(spatial_dims)(in_channels, self.convnn_channels, config, bias=bias) if self.convnn_channels else None
+        )
+        self.conv = (
+            conv_cls(in_channels, self.conv_channels, conv_kernel_size, padding="same", bias=bias) if self.conv_channels else None
+        )
+        self.fuse = conv_cls(out_channels, out_channels, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        parts = []
+        if self.convnn is not None:
+            parts.append(self.convnn(x, generator))
+        if self.conv is not None:
+            parts.append(self.conv(x))
+        if len(parts) == 2 and parts[0].shape[2:] != parts[1].shape[2:]:
+            raise ValueError(
+                f"the ConvNN branch changes the spatial size {tuple(parts[0].shape[2:])} != {tuple(parts[1].shape[2:])}: "
+                "use stride 1 and padding that keeps the size"
+            )
+        return self.fuse(torch.cat(parts, dim=1))

@@ -1,0 +1,171 @@
+"""Grids, coordinates, padding, strides and dilation: where tokens and queries sit.
+
+Everything here is data-independent: it depends on the spatial shape, the configuration,
+the device and the dtype, never on feature values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from convnn_ref.config import ConvNNConfig, padding_per_axis, per_axis
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The resolved layout of one ConvNN call on a ``(B, C, *spatial)`` input.
+
+    ``padded`` is the candidate grid's shape (``spatial`` plus padding), ``out`` the query
+    grid's shape. ``kernel`` is 1 on every axis when the config has no ``kernel_size``.
+    """
+
+    spatial: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    padding: tuple[tuple[int, int], ...]
+    padded: tuple[int, ...]
+    out: tuple[int, ...]
+    position_basis: bool
+
+    @property
+    def ndim(self) -> int:
+        return len(self.spatial)
+
+    @property
+    def num_tokens(self) -> int:
+        return _prod(self.spatial)
+
+    @property
+    def num_padded(self) -> int:
+        return _prod(self.padded)
+
+    @property
+    def num_queries(self) -> int:
+        return _prod(self.out)
+
+    @property
+    def has_padding(self) -> bool:
+        return any(lo or hi for lo, hi in self.padding)
+
+
+def _prod(values: tuple[int, ...]) -> int:
+    n = 1
+    for v in values:
+        n *= v
+    return n
+
+
+def resolve_geometry(config: ConvNNConfig, spatial: tuple[int, ...]) -> Geometry:
+    """Per-axis kernel, stride, dilation, padding and the query grid for ``spatial``.
+
+    Raises ``ValueError`` naming the axis when the (dilated) window does not fit the padded
+    input, as ``nn.ConvNd`` does.
+    """
+    d = len(spatial)
+    kernel = per_axis(config.kernel_size, d, "kernel_size")
+    stride = per_axis(config.stride, d, "stride")
+    dilation = per_axis(config.dilation, d, "dilation")
+    padding = padding_per_axis(config.padding, d)
+    padded = tuple(s + lo + hi for s, (lo, hi) in zip(spatial, padding))
+    position_basis = config.basis == "position"
+    out = []
+    for axis in range(d):
+        if position_basis:
+            span = dilation[axis] * (kernel[axis] - 1) + 1
+            if span > padded[axis]:
+                raise ValueError(
+                    f"kernel_size={kernel} with dilation={dilation} spans {span} points on axis {axis}, "
+                    f"more than the padded input's {padded[axis]} (spatial={spatial}, padding={padding})"
+                )
+            out.append((padded[axis] - span) // stride[axis] + 1)
+        else:
+            out.append((spatial[axis] - 1) // stride[axis] + 1)
+    return Geometry(tuple(spatial), kernel, stride, dilation, padding, padded, tuple(out), position_basis)
+
+
+def grid_indices(shape: tuple[int, ...], device: torch.device | None = None) -> torch.Tensor:
+    """Integer index of every point of a grid, row-major. Returns ``(prod(shape), d)`` int64."""
+    axes = [torch.arange(n, device=device) for n in shape]
+    mesh = torch.meshgrid(*axes, indexing="ij")
+    return torch.stack([m.reshape(-1) for m in mesh], dim=-1)
+
+
+def candidate_positions(geometry: Geometry, device: torch.device | None = None) -> torch.Tensor:
+    """Integer positions of the candidate grid's points (padded grid when padding), in units of
+    the unpadded grid (the first padded point is at ``-lo``). Returns ``(M, d)`` int64."""
+    lo = torch.tensor([p[0] for p in geometry.padding], device=device)
+    return grid_indices(geometry.padded, device) - lo
+
+
+def query_origins(geometry: Geometry, device: torch.device | None = None) -> torch.Tensor:
+    """Integer position of each query's first window point (position basis) or of its token
+    (feature basis). Returns ``(Nq, d)`` int64."""
+    stride = torch.tensor(geometry.stride, device=device)
+    lo = torch.tensor([p[0] for p in geometry.padding], device=device)
+    return grid_indices(geometry.out, device) * stride - lo
+
+
+def query_centres(geometry: Geometry, device: torch.device | None = None) -> torch.Tensor:
+    """Each query's position as float64 ``(Nq, d)``: the window's centre in the position basis
+    (``origin + dilation*(K-1)/2``, half-integer for even K), the token's position otherwise."""
+    origins = query_origins(geometry, device).to(torch.float64)
+    if not geometry.position_basis:
+        return origins
+    half = torch.tensor(
+        [dl * (k - 1) / 2 for dl, k in zip(geometry.dilation, geometry.kernel)], dtype=torch.float64, device=device
+    )
+    return origins + half
+
+
+def coordinate_steps(geometry: Geometry, coordinates: str) -> tuple[float, ...]:
+    """Length of one grid step on each axis in the chosen coordinates: 1 for integer
+    coordinates, ``2/(L-1)`` for ``normalized`` ones (L the padded length; 0 when L = 1)."""
+    if coordinates == "integer":
+        return (1.0,) * geometry.ndim
+    return tuple(2.0 / (n - 1) if n > 1 else 0.0 for n in geometry.padded)
+
+
+def to_coordinates(positions: torch.Tensor, geometry: Geometry, coordinates: str) -> torch.Tensor:
+    """Map integer (or half-integer) positions ``(..., d)`` to the configured coordinates:
+    unchanged for ``integer``; affinely onto ``[-1, 1]`` over the padded axis for
+    ``normalized``. Returns float64."""
+    positions = positions.to(torch.float64)
+    if coordinates == "integer":
+        return positions
+    lo = torch.tensor([p[0] for p in geometry.padding], dtype=torch.float64, device=positions.device)
+    steps = torch.tensor(coordinate_steps(geometry, coordinates), dtype=torch.float64, device=positions.device)
+    origin = torch.tensor([-1.0 if n > 1 else 0.0 for n in geometry.padded], dtype=torch.float64, device=positions.device)
+    return origin + (positions + lo) * steps
+
+
+def coordinate_channels(spatial: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """CoordConv-like channels: ``linspace(-1, 1)`` over each axis (0 on a length-1 axis).
+    Returns ``(d, *spatial)``."""
+    axes = [
+        torch.linspace(-1.0, 1.0, n, device=device, dtype=torch.float64)
+        if n > 1
+        else torch.zeros(1, device=device, dtype=torch.float64)
+        for n in spatial
+    ]
+    mesh = torch.meshgrid(*axes, indexing="ij")
+    return torch.stack(mesh, dim=0).to(dtype)
+
+
+def grid_subset(spatial: tuple[int, ...], per_axis_count: int, margin: int, device: torch.device | None = None) -> torch.Tensor:
+    """Row-major token indices of a regular subgrid: on each axis the points
+    ``round(linspace(margin, L-1-margin, per_axis_count))``, deduplicated. Returns ``(M,)`` int64."""
+    axis_points = []
+    for n in spatial:
+        lo, hi = margin, n - 1 - margin
+        if hi < lo:
+            raise ValueError(f"grid_margin={margin} leaves no point on an axis of length {n}")
+        pts = torch.linspace(lo, hi, per_axis_count, dtype=torch.float64).round().to(torch.int64).unique()
+        axis_points.append(pts.to(device))
+    mesh = torch.meshgrid(*axis_points, indexing="ij")
+    index = torch.zeros_like(mesh[0])
+    for axis, m in enumerate(mesh):
+        index = index * spatial[axis] + m
+    return index.reshape(-1)

@@ -1,0 +1,87 @@
+"""Argument checks that need tensors. Each raises TypeError / ValueError naming the argument
+and the constraint it broke, before any torch kernel can fail deep inside."""
+
+from __future__ import annotations
+
+import torch
+
+from convnn_ref.config import ConvNNConfig
+
+_FLOATS = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
+
+
+def check_tensor(value: object, name: str, ndims: tuple[int, ...], what: str) -> torch.Tensor:
+    """``value`` is a floating tensor whose rank is one of ``ndims``."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if value.dim() not in ndims:
+        raise ValueError(f"{name} must have rank {' or '.join(map(str, ndims))} ({what}), got shape {tuple(value.shape)}")
+    if value.dtype not in _FLOATS:
+        raise TypeError(f"{name} must be a floating tensor (float64/32/16, bfloat16), got dtype {value.dtype}")
+    if value.numel() == 0:
+        raise ValueError(f"{name} must not be empty, got shape {tuple(value.shape)}")
+    return value
+
+
+def check_like(value: torch.Tensor | None, name: str, ref: torch.Tensor, ref_name: str) -> None:
+    """``value`` (if given) is on ``ref``'s device with ``ref``'s dtype."""
+    if value is None:
+        return
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or None, got {type(value).__name__}")
+    if value.device != ref.device:
+        raise ValueError(f"{name} is on {value.device} but {ref_name} is on {ref.device}; move them to one device")
+    if value.dtype != ref.dtype:
+        raise TypeError(f"{name} has dtype {value.dtype} but {ref_name} has dtype {ref.dtype}; cast them to one dtype")
+
+
+def check_weight(weight: torch.Tensor | None, bias: torch.Tensor | None, c_in: int, config: ConvNNConfig, ref: torch.Tensor) -> int:
+    """Weight and bias fit the config and ``c_in`` input channels. Returns C_out."""
+    groups = config.groups
+    if config.kernel != "sum":
+        if weight is None:
+            raise ValueError(f"kernel={config.kernel!r} needs a weight of shape (C_out, C_in/groups, k)")
+        check_like(weight, "weight", ref, "x")
+        if c_in % groups:
+            raise ValueError(f"groups={groups} must divide the input channels C_in={c_in} (coordinate channels included)")
+        c_out = weight.shape[0] if weight.dim() == 3 else -1
+        expected = (c_out, c_in // groups, config.k)
+        if weight.dim() != 3 or tuple(weight.shape) != expected:
+            raise ValueError(
+                f"weight must have shape (C_out, C_in/groups, k) = (C_out, {c_in // groups}, {config.k}), "
+                f"got {tuple(weight.shape)}"
+            )
+        if c_out % groups:
+            raise ValueError(f"groups={groups} must divide the output channels C_out={c_out}")
+    else:
+        if weight is not None:
+            raise ValueError("kernel='sum' takes no weight; pass weight=None")
+        c_out = c_in
+    if bias is not None:
+        check_like(bias, "bias", ref, "x")
+        if tuple(bias.shape) != (c_out,):
+            raise ValueError(f"bias must have shape (C_out,) = ({c_out},), got {tuple(bias.shape)}")
+    return c_out
+
+
+def check_k(k: int, available: int, what: str) -> None:
+    """k may not exceed the candidate set: an error, never a silent clamp."""
+    if k > available:
+        raise ValueError(f"k={k} is larger than the candidate set ({available} {what}); choose k <= {available}")
+
+
+def check_mask(mask: torch.Tensor | None, name: str, shape: tuple[int, ...], device: torch.device) -> torch.Tensor | None:
+    """A boolean mask broadcastable to ``shape`` on ``device`` (True = may be a neighbour)."""
+    if mask is None:
+        return None
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"{name} must be a bool torch.Tensor or None, got {type(mask).__name__}")
+    if mask.dtype != torch.bool:
+        raise TypeError(f"{name} must have dtype torch.bool (True = allowed), got {mask.dtype}")
+    if mask.device != device:
+        raise ValueError(f"{name} is on {mask.device} but the queries are on {device}")
+    try:
+        torch.broadcast_shapes(tuple(mask.shape), shape)
+    except RuntimeError:
+        raise ValueError(f"{name} of shape {tuple(mask.shape)} does not broadcast to {shape}") from None
+    return mask
