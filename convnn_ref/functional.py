@@ -510,7 +510,7 @@ def _dense_sum(
             else:
                 v, i = select.topk_lowest_index(sel, k_sel)
                 keep = torch.zeros_like(sel, dtype=torch.bool).scatter_(-1, i, v > float("-inf"))
-            if forced:
+            if self_cols is not None:
                 keep[:, rows, self_cols[start:stop]] = True
         if config.rho == "softmax":
             w = torch.softmax((config.rho_scale * s).masked_fill(~keep, float("-inf")), dim=-1)
@@ -541,7 +541,7 @@ def _dense_sum(
 def _aggregation_tokens(x: torch.Tensor, config: ConvNNConfig, geometry: Geometry) -> torch.Tensor:
     """Token-major values ``(B, M, C')`` over the candidate grid: padded with zeros in the
     position basis, with coordinate channels appended when aggregated."""
-    b, c = x.shape[:2]
+    b = x.shape[0]
     if config.coord_encoding in ("aggregate", "both"):
         coords = positions.coordinate_channels(geometry.spatial, x.device, x.dtype)
         x = torch.cat([x, coords.expand(b, *coords.shape)], dim=1)

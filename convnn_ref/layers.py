@@ -71,12 +71,11 @@ class _ConvNNNd(nn.Module):
         self.config = config
         self.padding_mode = padding_mode
         self.memory_budget = memory_budget
-        factory = {"device": device, "dtype": dtype}
         if config.kernel == "sum":
             self.register_parameter("weight", None)
         else:
-            self.weight = nn.Parameter(torch.empty(out_channels, c_in // config.groups, config.k, **factory))
-        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
+            self.weight = nn.Parameter(torch.empty(out_channels, c_in // config.groups, config.k, device=device, dtype=dtype))
+        self.bias = nn.Parameter(torch.empty(out_channels, device=device, dtype=dtype)) if bias else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
