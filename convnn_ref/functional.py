@@ -27,6 +27,7 @@ from convnn_ref import positions, scores, select
 from convnn_ref.aggregate import apply_kernel, gather_neighbours, rho_weights
 from convnn_ref.config import ConvNNConfig
 from convnn_ref.positions import Geometry
+from convnn_ref.shifted import ShiftStructure, shift_structure, shifted_aggregate
 from convnn_ref.validation import check_k, check_mask, check_tensor, check_weight
 
 #: Bytes one chunk's score matrix may take (``B * chunk * M`` scores). 256 MiB keeps a
@@ -80,11 +81,17 @@ def convnn(
     budget = memory_budget or DEFAULT_MEMORY_BUDGET
     b = x.shape[0]
     if config.basis == "position":
-        nb = neighbours(x, config, generator=generator, memory_budget=budget)
-        y = _aggregate(values, nb, weight, bias, config)
+        cand_index = _candidate_subset(config, geometry.spatial, x.device, generator)
+        plan = _position_plan(geometry, config, x.device, cand_index)
+        if plan.shifts is not None and config.rho == "ones" and weight is not None:
+            grid = values.transpose(1, 2)  # (B, C', M) channels-first padded grid
+            y = shifted_aggregate(grid, plan.shifts, weight, bias, config.groups)
+            return y.reshape(b, c_out, *geometry.out)
+        nb = Neighbours(plan.index, plan.score.to(x.dtype), None)
+        y = _aggregate(values.contiguous(), nb, weight, bias, config)
     else:
         qf, kf, query_index, cand_index = _feature_inputs(x, config, geometry, generator)
-        y = _token_convnn(qf, kf, values, config, None, query_index, cand_index, weight, bias, budget)
+        y = _token_convnn(qf, kf, values.contiguous(), config, None, query_index, cand_index, weight, bias, budget)
     return y.transpose(1, 2).reshape(b, c_out, *geometry.out)
 
 
@@ -159,7 +166,16 @@ def attention_neighbours(
 
 # ------------------------------------------------------------------- position basis: table
 
-_table_cache: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+@dataclass(frozen=True)
+class PositionPlan:
+    """A cached position-basis table: index and scores ``(Nq, k)`` and its shift structure."""
+
+    index: torch.Tensor
+    score: torch.Tensor
+    shifts: ShiftStructure | None
+
+
+_plan_cache: OrderedDict[tuple, PositionPlan] = OrderedDict()
 
 
 def position_table(
@@ -174,8 +190,16 @@ def position_table(
     Data-independent, so cached (LRU, 64 entries) by geometry, the selection knobs and the
     device, unless the candidates are a random draw. `position_table_uncached` computes it.
     """
+    plan = _position_plan(geometry, config, device, cand_index)
+    return plan.index, plan.score
+
+
+def _position_plan(
+    geometry: Geometry, config: ConvNNConfig, device: torch.device, cand_index: torch.Tensor | None
+) -> PositionPlan:
     if cand_index is not None and config.candidates == "random":
-        return position_table_uncached(geometry, config, device, cand_index)
+        index, score = position_table_uncached(geometry, config, device, cand_index)
+        return PositionPlan(index, score, None)
     key = (
         geometry,
         config.k,
@@ -189,15 +213,16 @@ def position_table(
         config.grid_margin,
         str(device),
     )
-    hit = _table_cache.get(key)
-    if hit is not None:
-        _table_cache.move_to_end(key)
-        return hit
-    table = position_table_uncached(geometry, config, device, cand_index)
-    _table_cache[key] = table
-    if len(_table_cache) > _TABLE_CACHE_SIZE:
-        _table_cache.popitem(last=False)
-    return table
+    plan = _plan_cache.get(key)
+    if plan is not None:
+        _plan_cache.move_to_end(key)
+        return plan
+    index, score = position_table_uncached(geometry, config, device, cand_index)
+    plan = PositionPlan(index, score, shift_structure(index, geometry.num_padded))
+    _plan_cache[key] = plan
+    if len(_plan_cache) > _TABLE_CACHE_SIZE:
+        _plan_cache.popitem(last=False)
+    return plan
 
 
 def position_table_uncached(
@@ -497,6 +522,14 @@ def _dense_sum(
 
     def run_chunk(qn_c: torch.Tensor, kn_: torch.Tensor, vals_: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         s = scores.pairwise_feature_scores(qn_c, kn_, config.similarity, config.scale)
+        if allowed is None and not forced and k_sel >= m:  # every candidate kept: plain dense
+            if config.rho == "softmax":
+                w = torch.softmax(s if config.rho_scale == 1.0 else config.rho_scale * s, dim=-1)
+            elif config.rho == "ones":
+                w = torch.ones_like(s)
+            else:
+                w = s
+            return (torch.nn.functional.dropout(w, dropout_p) if dropout_p > 0 else w) @ vals_
         masked = s if allowed is None else s.masked_fill(~allowed[:, start:stop], float("-inf"))
         with torch.no_grad():
             sel = masked.detach()

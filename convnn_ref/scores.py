@@ -53,11 +53,11 @@ def pairwise_feature_scores(q: torch.Tensor, k: torch.Tensor, similarity: str, s
     q ``(B, Nq, D)``, k ``(B, M, D)`` -> ``(B, Nq, M)``. euclidean is ``-|q - k|^2``,
     expanded as ``2 q.k - |q|^2 - |k|^2``.
     """
+    if similarity == "scaled_dot":  # scale the (smaller) query block, not the score matrix
+        return (q * (default_scale(q.shape[-1]) if scale is None else scale)) @ k.transpose(-1, -2)
     dots = q @ k.transpose(-1, -2)
     if similarity in ("cosine", "dot"):
         return dots
-    if similarity == "scaled_dot":
-        return dots * (default_scale(q.shape[-1]) if scale is None else scale)
     if similarity == "euclidean":
         return 2 * dots - q.square().sum(-1)[..., :, None] - k.square().sum(-1)[..., None, :]
     raise ValueError(f"similarity={similarity!r} is not one of ('cosine', 'euclidean', 'dot', 'scaled_dot')")

@@ -22,11 +22,13 @@ def topk_lowest_index(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch
         if k == m:
             values, indices = scores.sort(dim=-1, descending=True, stable=True)
             return values, indices
-        values, indices = scores.topk(k, dim=-1, sorted=True)
-        # A row is ambiguous when more than k candidates reach its k-th value: only then can
-        # the *set* depend on the tie rule. Those rows (rare on real data) get a stable sort.
-        kth = values[..., -1:]
-        ambiguous = (scores >= kth).sum(dim=-1) > k
+        values, indices = scores.topk(k + 1, dim=-1, sorted=True)
+        # A row is ambiguous when its (k+1)-th value equals its k-th: only then can the *set*
+        # depend on the tie rule. Those rows (rare on real data) get a stable sort. Ties among
+        # disallowed (-inf) candidates are harmless: those slots are empty.
+        kth, next_ = values[..., k - 1], values[..., k]
+        values, indices = values[..., :k], indices[..., :k]
+        ambiguous = (kth == next_) & (kth > float("-inf"))
         if bool(ambiguous.any()):
             rows = ambiguous.nonzero(as_tuple=True)
             v, i = scores[rows].sort(dim=-1, descending=True, stable=True)
