@@ -312,7 +312,8 @@ def _feature_inputs(
     origins = positions.query_origins(geometry, x.device)
     query_index = _flat_index(origins, geometry.spatial)
     cand_index = _candidate_subset(config, geometry.spatial, x.device, generator)
-    return f[:, query_index], f, query_index, cand_index
+    queries = f if geometry.out == geometry.spatial else f[:, query_index]  # stride 1: the tokens
+    return queries, f, query_index, cand_index
 
 
 def _flat_index(points: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -345,8 +346,10 @@ def _candidate_subset(
 
 
 def _selection_scores(qf: torch.Tensor, kf: torch.Tensor, config: ConvNNConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features as the similarity consumes them (unit vectors for cosine)."""
-    return scores.prepare_features(qf, config.similarity), scores.prepare_features(kf, config.similarity)
+    """Features as the similarity consumes them (unit vectors for cosine); once when the
+    queries are the candidates."""
+    kn = scores.prepare_features(kf, config.similarity)
+    return (kn if qf is kf else scores.prepare_features(qf, config.similarity)), kn
 
 
 def _chunk_size(b: int, m: int, element_size: int, budget: int) -> int:
@@ -423,8 +426,10 @@ def _feature_neighbours(
     query_index: torch.Tensor | None,
     cand_index: torch.Tensor | None,
     budget: int,
+    need_score: bool = True,
 ) -> Neighbours:
-    """Chunked no-grad selection, then differentiable scores of the selected neighbours."""
+    """Chunked no-grad selection, then differentiable scores of the selected neighbours
+    (skipped when ``need_score`` is False: the score is then an empty placeholder)."""
     b, nq = qf.shape[:2]
     kf_c, allowed, self_cols, k_sel = _prepare_tokens(config, kf, allowed, query_index, cand_index, nq)
     qn, kn = _selection_scores(qf, kf_c, config)
@@ -439,8 +444,11 @@ def _feature_neighbours(
             valid_parts.append(v > float("-inf"))
     index = torch.cat(idx_parts, dim=1)
     valid = torch.cat(valid_parts, dim=1)
-    gathered = gather_neighbours(kn, index)
-    score = scores.paired_feature_scores(qn[:, :, None], gathered, config.similarity, config.scale)
+    if need_score:
+        gathered = gather_neighbours(kn, index)
+        score = scores.paired_feature_scores(qn[:, :, None], gathered, config.similarity, config.scale)
+    else:
+        score = qn.new_zeros(index.shape)
     if cand_index is not None:
         index = cand_index[index]
     if self_cols is not None:
@@ -474,7 +482,7 @@ def _token_convnn(
     own_outside = config.self_slot == "forced" and cand_index is not None  # gather route handles it
     if config.kernel == "sum" and config.k >= max(2, DENSE_SUM_FRACTION * m) and not own_outside:
         return _dense_sum(qf, kf, values, config, allowed, query_index, cand_index, bias, budget, dropout_p)
-    nb = _feature_neighbours(qf, kf, config, allowed, query_index, cand_index, budget)
+    nb = _feature_neighbours(qf, kf, config, allowed, query_index, cand_index, budget, need_score=config.rho != "ones")
     return _aggregate(values, nb, weight, bias, config, dropout_p)
 
 

@@ -29,6 +29,9 @@ def topk_lowest_index(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch
         kth, next_ = values[..., k - 1], values[..., k]
         values, indices = values[..., :k], indices[..., :k]
         ambiguous = (kth == next_) & (kth > float("-inf"))
+        tied_inside = ((values[..., 1:] == values[..., :-1]) & (values[..., 1:] > float("-inf"))).any()
+        if not bool(ambiguous.any() | tied_inside):
+            return values, indices
         if bool(ambiguous.any()):
             rows = ambiguous.nonzero(as_tuple=True)
             v, i = scores[rows].sort(dim=-1, descending=True, stable=True)
