@@ -9,12 +9,13 @@ PY := $(if $(VENV),$(VENV)/bin/python,$(PYTHON))
 STAMP := $(if $(VENV),$(VENV)/.installed,.no-venv)
 HYPOTHESIS_PROFILE ?= ci
 PRESET ?= default
+BENCH_ARGS ?=
 IMPL ?= reference
 
 .PHONY: help setup verify verify-nightly test lint typecheck bench report conformance clean
 
 help:
-	@echo "make bench        benchmark sweep (PRESET=default|canonical|full) + report in reports/out/"
+	@echo "make bench        benchmark sweep (PRESET=default|canonical|full, DEVICE=cpu|cuda) + report in reports/out/"
 	@echo "make verify       lint, type check, equivalence suite (ci profile), benchmark smoke test"
 	@echo "make conformance  IMPL=module:object  conformance report in reports/conformance/<name>/"
 	@echo "make report       rebuild the report from results/bench/*.json"
@@ -37,7 +38,7 @@ typecheck: setup
 	$(PY) -m mypy
 
 test: setup
-	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(PY) -m pytest -q -p no:cacheprovider --benchmark-disable
+	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(PY) -m pytest -q -p no:cacheprovider --benchmark-disable $(foreach i,$(IMPL),--impl $(i))
 
 verify: lint typecheck test
 
@@ -45,14 +46,14 @@ verify-nightly:
 	$(MAKE) test HYPOTHESIS_PROFILE=nightly
 
 bench: setup
-	$(PY) -m suites.bench --preset $(PRESET) --out results/bench
+	$(PY) -m suites.bench --preset $(PRESET) --out results/bench $(if $(DEVICE),--device $(DEVICE)) $(BENCH_ARGS)
 	$(PY) -m reports build results/bench --out reports/out
 
 report: setup
 	$(PY) -m reports build results/bench --out reports/out
 
 conformance: setup
-	$(PY) -m suites.conformance --impl $(IMPL) --out reports/conformance
+	$(PY) -m suites.conformance $(foreach i,$(IMPL),--impl $(i)) --out reports/conformance --hypothesis-profile $(HYPOTHESIS_PROFILE) $(CONFORMANCE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

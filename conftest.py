@@ -40,6 +40,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Failure messages print a replay line; it must carry this run's --impl options."""
+    from suites.tolerance import set_replay_options
+
+    specs = config.getoption("--impl") or []
+    set_replay_options([part for s in specs for part in ("--impl", s)])
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "impl" in metafunc.fixturenames:
         specs = metafunc.config.getoption("--impl") or [os.environ.get("IMPL", "reference")]

@@ -529,8 +529,9 @@ def _dense_sum(
     need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (qn, kn, vals))
 
     def run_chunk(qn_c: torch.Tensor, kn_: torch.Tensor, vals_: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-        s = scores.pairwise_feature_scores(qn_c, kn_, config.similarity, config.scale)
-        if allowed is None and not forced and k_sel >= m:  # every candidate kept: plain dense
+        dense = allowed is None and not forced and k_sel >= m  # every candidate kept: no selection
+        s = scores.pairwise_feature_scores(qn_c, kn_, config.similarity, config.scale, scale_queries=dense)
+        if dense:
             if config.rho == "softmax":
                 w = torch.softmax(s if config.rho_scale == 1.0 else config.rho_scale * s, dim=-1)
             elif config.rho == "ones":

@@ -47,17 +47,23 @@ def prepare_features(f: torch.Tensor, similarity: str) -> torch.Tensor:
     return f
 
 
-def pairwise_feature_scores(q: torch.Tensor, k: torch.Tensor, similarity: str, scale: float | None = None) -> torch.Tensor:
+def pairwise_feature_scores(
+    q: torch.Tensor, k: torch.Tensor, similarity: str, scale: float | None = None, *, scale_queries: bool = False
+) -> torch.Tensor:
     """Similarity of every query with every candidate, on `prepare_features` output.
 
     q ``(B, Nq, D)``, k ``(B, M, D)`` -> ``(B, Nq, M)``. euclidean is ``-|q - k|^2``,
-    expanded as ``2 q.k - |q|^2 - |k|^2``.
+    expanded as ``2 q.k - |q|^2 - |k|^2``. scaled_dot scales the dot products, so pairs whose
+    dot products tie exactly still tie (the tie rule decides, not rounding); ``scale_queries``
+    scales the smaller query block instead, for callers that select nothing (dense attention).
     """
-    if similarity == "scaled_dot":  # scale the (smaller) query block, not the score matrix
+    if similarity == "scaled_dot" and scale_queries:
         return (q * (default_scale(q.shape[-1]) if scale is None else scale)) @ k.transpose(-1, -2)
     dots = q @ k.transpose(-1, -2)
     if similarity in ("cosine", "dot"):
         return dots
+    if similarity == "scaled_dot":
+        return dots * (default_scale(q.shape[-1]) if scale is None else scale)
     if similarity == "euclidean":
         return 2 * dots - q.square().sum(-1)[..., :, None] - k.square().sum(-1)[..., None, :]
     raise ValueError(f"similarity={similarity!r} is not one of ('cosine', 'euclidean', 'dot', 'scaled_dot')")

@@ -34,6 +34,7 @@ import torch
 
 import convnn_ref
 from convnn_ref.config import ConvNNConfig
+from convnn_ref.validation import check_k, check_mask
 
 ENTRY_POINT_GROUP = "convnn_ref.implementations"
 
@@ -240,7 +241,9 @@ class TorchOpsImplementation(Implementation):
         return conv(xp, w, bias, stride=geometry.stride, dilation=geometry.dilation, groups=config.groups)
 
     def attention(self, q, k, v, config, *, allowed=None, generator=None):  # type: ignore[no-untyped-def]
-        if config.k >= k.shape[1]:
+        check_k(config.k, k.shape[1], "keys")
+        allowed = check_mask(allowed, "allowed", (q.shape[0], q.shape[1], k.shape[1]), q.device)
+        if config.k == k.shape[1]:
             y = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=config.scale)
             if allowed is not None:  # SDPA leaves fully masked rows undefined; ConvNN defines them as 0
                 y = y.masked_fill(~allowed.expand(q.shape[0], -1, -1).any(-1, keepdim=True), 0.0)

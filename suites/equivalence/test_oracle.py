@@ -1,0 +1,201 @@
+"""The main path against the naive oracle (SPEC §4: where PyTorch has no operator, gold is the
+deliberately naive implementation in float64). Data-dependent selections (feature, hybrid) are
+compared in float64, where gold = base = the oracle: rounding in a lower dtype may legitimately
+flip a near-tie. Position selections are data-independent, so they run in every dtype with
+base = the oracle in the test dtype."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from convnn_ref.config import ConvNNConfig
+from convnn_ref.naive import naive_attention, naive_convnn
+from suites import tolerance
+from suites.equivalence._common import DEVICES, dtypes, promote, skip_outside
+from suites.implementations import Implementation
+from suites.strategies import GeneralCase, general_cases, randn
+
+ORACLE_EXAMPLES = 40  # the oracle loops in Python (up to ~0.1 s an example); 40 keep each property near 3 s
+
+
+def _image_property(prop: str, impl: Implementation, case: GeneralCase, dtype: torch.dtype, device: str) -> None:
+    """cand = impl.convnn in dtype; gold = oracle in float64 on promoted inputs; base = oracle in dtype."""
+    c = case.config
+    skip_outside(
+        impl, c, form="image", dtype=dtype, device=device, spatial_dims=len(case.spatial), num_tokens=len(case.spatial)
+    )
+    t = case.tensors(dtype, device)
+    cand = impl.convnn(t["x"], t["weight"], t["bias"], c, generator=case.generator())
+    gold = naive_convnn(**promote(t), config=c, generator=case.generator())  # type: ignore[arg-type]
+    cpu = {n: None if v is None else v.cpu() for n, v in t.items()}
+    base = gold if dtype == torch.float64 else naive_convnn(**cpu, config=c, generator=case.generator())  # type: ignore[arg-type]
+    tolerance.check(prop, cand, base, gold, dtype=dtype, reduction=c.k * case.aggregated_channels, case=case)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@settings(max_examples=ORACLE_EXAMPLES)
+@given(case=general_cases())
+@example(case=GeneralCase(ConvNNConfig(k=1, kernel="sum"), 1, 1, 1, (1, 1), False, 0))  # 1x1 input, k = 1, C = 1
+@example(case=GeneralCase(ConvNNConfig(k=91, rho="softmax", kernel="sum"), 1, 2, 2, (13, 7), False, 1))  # 13x7, k = N
+@example(case=GeneralCase(ConvNNConfig(k=4, kernel="grouped", groups=3), 2, 3, 6, (5, 4), True, 2))  # groups = C
+def test_image_form_vs_oracle(impl: Implementation, device: str, case: GeneralCase) -> None:
+    """On any configuration (every knob), the image form equals the naive oracle in float64."""
+    _image_property("test_image_form_vs_oracle", impl, case, torch.float64, device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@settings(max_examples=ORACLE_EXAMPLES)
+@given(case=general_cases(bases=("position",), dims=(1, 2, 3)), dtype=dtypes)
+def test_position_basis_vs_oracle_all_dtypes(
+    impl: Implementation, device: str, case: GeneralCase, dtype: torch.dtype
+) -> None:
+    """Position-basis ConvNN (metrics, coordinates, padding, dilation, offsets) equals the oracle in every dtype."""
+    _image_property("test_position_basis_vs_oracle_all_dtypes", impl, case, dtype, device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@settings(max_examples=ORACLE_EXAMPLES)
+@given(case=general_cases(candidates=("random",)))
+def test_random_candidates_vs_oracle(impl: Implementation, device: str, case: GeneralCase) -> None:
+    """Random candidate sets drawn from generators with the same seed give the oracle's output."""
+    _image_property("test_random_candidates_vs_oracle", impl, case, torch.float64, device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@settings(max_examples=ORACLE_EXAMPLES)
+@given(case=general_cases(candidates=("grid",)))
+def test_grid_candidates_vs_oracle(impl: Implementation, device: str, case: GeneralCase) -> None:
+    """Grid candidate sets (count per axis, margin) give the oracle's output."""
+    _image_property("test_grid_candidates_vs_oracle", impl, case, torch.float64, device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@settings(max_examples=ORACLE_EXAMPLES)
+@given(case=general_cases(bases=("hybrid",)))
+def test_hybrid_vs_oracle(impl: Implementation, device: str, case: GeneralCase) -> None:
+    """Hybrid scores (lambda-weighted features and coordinates) give the oracle's output."""
+    _image_property("test_hybrid_vs_oracle", impl, case, torch.float64, device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@settings(max_examples=ORACLE_EXAMPLES)
+@given(case=general_cases(bases=("feature", "hybrid")).filter(lambda c: c.config.self_slot == "forced"))
+def test_forced_self_vs_oracle(impl: Implementation, device: str, case: GeneralCase) -> None:
+    """Forcing the query into slot 0 gives the oracle's output (feature and hybrid bases)."""
+    _image_property("test_forced_self_vs_oracle", impl, case, torch.float64, device)
+
+
+# --------------------------------------------------------------------------- attention form
+
+
+@st.composite
+def attention_general(draw: st.DrawFn) -> dict:
+    """A sequence-form problem over the attention-relevant knobs, masks and forced self included."""
+    nk = draw(st.integers(1, 10))
+    forced = draw(st.booleans())
+    nq = nk if forced else draw(st.integers(1, nk))  # forced self: every query is a key
+    cand = draw(st.sampled_from(("all", "random")))
+    r = draw(st.integers(1, nk)) if cand == "random" else None
+    limit = r if cand == "random" else nk
+    k = draw(st.integers(1, limit))
+    dv = draw(st.integers(1, 4))
+    config = ConvNNConfig(
+        k=k,
+        basis="feature",
+        similarity=draw(st.sampled_from(("cosine", "euclidean", "dot", "scaled_dot"))),
+        scale=draw(st.none() | st.floats(0.1, 2.0)),
+        candidates=cand,
+        num_candidates=r,
+        self_slot="forced" if forced else "candidate",
+        rho=draw(st.sampled_from(("ones", "softmax", "scores"))),
+        rho_scale=draw(st.floats(0.25, 4.0)),
+        kernel="sum",  # the contract's attention() takes no weight; weighted kernels: image form
+    )
+    return {
+        "config": config,
+        "b": draw(st.integers(1, 2)),
+        "nq": nq,
+        "nk": nk,
+        "d": draw(st.integers(1, 4)),
+        "dv": dv,
+        "mask": draw(st.sampled_from(("none", "causal", "random"))),
+        "seed": draw(st.integers(0, 2**31 - 1)),
+    }
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@settings(max_examples=ORACLE_EXAMPLES)
+@given(p=attention_general())
+@example(
+    p={
+        "config": ConvNNConfig(k=1, basis="feature", similarity="scaled_dot", rho="softmax", kernel="sum"),
+        "b": 1,
+        "nq": 1,
+        "nk": 1,
+        "d": 1,
+        "dv": 1,
+        "mask": "none",
+        "seed": 0,
+    }
+)
+def test_attention_form_vs_oracle(impl: Implementation, device: str, p: dict) -> None:
+    """The sequence form (similarities, masks, random candidates, forced self) equals the naive oracle in float64."""
+    c, s, f64 = p["config"], p["seed"], torch.float64
+    allowed = None
+    if p["mask"] == "causal":
+        allowed = torch.ones(p["nq"], p["nk"], dtype=torch.bool).tril()[None]
+    elif p["mask"] == "random":
+        allowed = torch.rand(p["b"], p["nq"], p["nk"], generator=torch.Generator().manual_seed(s)) < 0.7
+    skip_outside(impl, c, form="attention", dtype=f64, device=device, masked=allowed is not None)
+    q = randn((p["b"], p["nq"], p["d"]), s, f64, device)
+    k = randn((p["b"], p["nk"], p["d"]), s + 1, f64, device)
+    v = randn((p["b"], p["nk"], p["dv"]), s + 2, f64, device)
+    mask = None if allowed is None else allowed.to(device)
+    cand = impl.attention(q, k, v, c, allowed=mask, generator=torch.Generator().manual_seed(s + 7))
+    gold = naive_attention(
+        q.cpu(), k.cpu(), v.cpu(), c, allowed=allowed, generator=torch.Generator().manual_seed(s + 7)
+    )
+    tolerance.check("test_attention_form_vs_oracle", cand, gold, gold, dtype=f64, reduction=c.k * p["dv"], case=p)
+
+
+@pytest.mark.parametrize(
+    "similarity",
+    [
+        "dot",
+        "euclidean",
+        "scaled_dot",
+    ],
+)
+@settings(max_examples=ORACLE_EXAMPLES)  # the oracle's Python loops
+@given(h=st.integers(2, 5), w=st.integers(2, 5), k=st.integers(1, 4), seed=st.integers(0, 2**31 - 1))
+@example(h=5, w=3, k=2, seed=0)  # once exposed a tie broken by rounding (the scale applied to q before q.k)
+def test_exact_ties_go_to_the_lower_index(
+    impl: Implementation, similarity: str, h: int, w: int, k: int, seed: int
+) -> None:
+    """Hybrid scores with lambda = 0 on integer coordinates tie exactly; the tie rule (lower index first) matches the oracle."""
+    config = ConvNNConfig(
+        k=min(k, h * w),
+        basis="hybrid",
+        coordinates="integer",
+        similarity=similarity,
+        hybrid_lambda=0.0,
+        kernel="sum",
+        coord_encoding="score",
+    )  # type: ignore[arg-type]
+    skip_outside(impl, config, form="image", dtype=torch.float64, device="cpu", spatial_dims=2)
+    x = randn((1, 3, h, w), seed, torch.float64)
+    gold = naive_convnn(x, None, None, config)
+    cand = impl.convnn(x, None, None, config)
+    case = {"similarity": similarity, "h": h, "w": w, "k": config.k, "seed": seed}
+    tolerance.check(
+        "test_exact_ties_go_to_the_lower_index",
+        cand,
+        gold,
+        gold,
+        dtype=torch.float64,
+        reduction=config.k * 3,
+        case=case,
+    )

@@ -1,0 +1,406 @@
+"""Hypothesis strategies for the equivalence suite (SPEC §5).
+
+Strategies draw *structure* (shapes, kernel, stride, padding, dilation, groups, heads, k, masks,
+knobs) and an integer *seed*; tensors are filled afterwards from a seeded ``torch.Generator``
+(`randn`), so a failing case is fully described by its printed case object.
+
+- `conv_cases`: consistent ``nn.ConvNd`` configurations (1-3 spatial axes, groups with depthwise
+  and channel multipliers, even and non-square kernels, kernels larger than the input with
+  padding, int/tuple/'valid'/'same' padding, stride, dilation, bias).
+- `attention_cases`: batch, heads, self or cross lengths, head dims, masks (none, causal, bool,
+  key padding), KVT k, scale.
+- `general_cases`: every knob of `ConvNNConfig` (SPEC §2) on inputs small enough for the naive
+  oracle (at most `MAX_ORACLE_TOKENS` tokens).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from hypothesis import strategies as st
+
+import convnn_ref as cr
+from convnn_ref.config import ConvNNConfig
+
+DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
+MAX_ORACLE_TOKENS = 36
+SEEDS = st.integers(0, 2**31 - 1)
+
+
+def randn(shape: tuple[int, ...], seed: int, dtype: torch.dtype, device: str = "cpu") -> torch.Tensor:
+    """Standard normal values from a generator seeded with ``seed``, made in float64 on the CPU
+    and then cast (the same values, up to rounding, in every dtype and on every device)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=g, dtype=torch.float64).to(dtype=dtype, device=device)
+
+
+# --------------------------------------------------------------------------- convolution
+
+
+@dataclass(frozen=True)
+class ConvCase:
+    """One ``nn.ConvNd`` configuration and the seed of its tensors."""
+
+    batch: int
+    in_channels: int
+    out_channels: int
+    groups: int
+    spatial: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: int | tuple[int, ...] | str
+    dilation: tuple[int, ...]
+    bias: bool
+    seed: int
+
+    @property
+    def dims(self) -> int:
+        return len(self.spatial)
+
+    @property
+    def reduction(self) -> int:
+        """Terms summed per output element: ``C_in/groups * prod(kernel)``."""
+        return self.in_channels // self.groups * math.prod(self.kernel)
+
+    def config(self, convention: str = "exact") -> ConvNNConfig:
+        return cr.conv_config(
+            self.kernel,
+            spatial_dims=self.dims,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=self.groups,
+            convention=convention,  # type: ignore[arg-type]
+        )
+
+    def tensors(self, dtype: torch.dtype, device: str = "cpu") -> dict[str, torch.Tensor | None]:
+        """x ``(B, C_in, *S)``, weight ``(C_out, C_in/groups, *kernel)``, bias ``(C_out,)`` or None."""
+        x = randn((self.batch, self.in_channels, *self.spatial), self.seed, dtype, device)
+        w = randn((self.out_channels, self.in_channels // self.groups, *self.kernel), self.seed + 1, dtype, device)
+        b = randn((self.out_channels,), self.seed + 2, dtype, device) if self.bias else None
+        return {"x": x, "weight": w, "bias": b}
+
+    def module(self, dtype: torch.dtype, padding_mode: str = "zeros") -> torch.nn.Module:
+        """The ``nn.ConvNd`` of this case, its parameters set from the seed."""
+        conv_cls = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)[self.dims - 1]
+        conv = conv_cls(
+            self.in_channels,
+            self.out_channels,
+            self.kernel,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=self.groups,
+            bias=self.bias,
+            padding_mode=padding_mode,
+            dtype=dtype,
+        )
+        t = self.tensors(dtype)
+        with torch.no_grad():
+            conv.weight.copy_(t["weight"])  # type: ignore[arg-type]
+            if self.bias:
+                conv.bias.copy_(t["bias"])  # type: ignore[arg-type]
+        return conv
+
+
+@st.composite
+def conv_cases(
+    draw: st.DrawFn,
+    dims: tuple[int, ...] = (1, 2, 3),
+    depthwise: bool | None = None,
+    max_size: int = 9,
+    paddings: tuple[str, ...] = ("int", "tuple", "valid", "same"),
+) -> ConvCase:
+    """A valid ``nn.ConvNd`` configuration. ``depthwise=True`` forces ``groups = C_in``."""
+    d = draw(st.sampled_from(dims))
+    max_k = {1: 5, 2: 4, 3: 3}[d]
+    max_s = {1: 2 * max_size, 2: max_size + 4, 3: 5}[d]
+    kernel = tuple(draw(st.integers(1, max_k)) for _ in range(d))
+    kind = draw(st.sampled_from(paddings))
+    stride = tuple(1 if kind == "same" else draw(st.integers(1, 2)) for _ in range(d))
+    dilation = tuple(draw(st.integers(1, 2)) for _ in range(d))
+    span = [dl * (k - 1) + 1 for k, dl in zip(kernel, dilation)]
+    if kind == "valid":
+        pads = [0] * d
+    elif kind == "same":
+        pads = [(s - 1) // 2 for s in span]
+    elif kind == "int":
+        pads = [draw(st.integers(0, max(kernel) - 1))] * d
+    else:
+        pads = [draw(st.integers(0, k - 1)) for k in kernel]
+    spatial = []
+    for axis in range(d):
+        lowest = 1 if kind == "same" else max(1, span[axis] - 2 * pads[axis])
+        spatial.append(draw(st.integers(lowest, max(lowest, max_s))))
+    padding: int | tuple[int, ...] | str = (
+        kind if kind in ("valid", "same") else (pads[0] if kind == "int" else tuple(pads))
+    )
+    if depthwise is None:
+        depthwise = draw(st.booleans())
+    if depthwise:
+        groups = draw(st.integers(1, 4))
+        c_in, c_out = groups, groups * draw(st.integers(1, 3))
+    else:
+        groups = draw(st.integers(1, 3))
+        c_in, c_out = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
+    return ConvCase(
+        batch=draw(st.integers(1, 2)),
+        in_channels=c_in,
+        out_channels=c_out,
+        groups=groups,
+        spatial=tuple(spatial),
+        kernel=kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        bias=draw(st.booleans()),
+        seed=draw(SEEDS),
+    )
+
+
+#: The edges SPEC §5 pins, as ready-made cases (used with ``@example``).
+EDGE_CONVS = (
+    ConvCase(1, 1, 1, 1, (1, 1), (1, 1), (1, 1), 0, (1, 1), True, 0),  # 1x1 input, k = 1, C = 1
+    ConvCase(2, 3, 6, 3, (13, 7), (3, 3), (1, 1), 1, (1, 1), True, 1),  # groups = C, 13x7
+    ConvCase(1, 2, 3, 1, (2, 3), (5, 5), (1, 1), 2, (1, 1), False, 2),  # kernel > input, padding
+    ConvCase(1, 2, 2, 1, (3, 3), (3, 3), (1, 1), 0, (1, 1), True, 3),  # k = N (one output)
+    ConvCase(1, 1, 2, 1, (8,), (4,), (1,), "same", (2,), False, 4),  # even kernel, 'same', dilation
+    ConvCase(1, 2, 2, 2, (3, 4, 5), (2, 3, 1), (2, 1, 1), (1, 1, 0), (1, 1, 1), True, 5),  # 3-D, non-square
+)
+
+
+# --------------------------------------------------------------------------- attention
+
+
+@dataclass(frozen=True)
+class AttentionCase:
+    """Queries ``(B*H, Nq, D)``, keys ``(B*H, Nk, D)``, values ``(B*H, Nk, Dv)``, a mask kind,
+    a KVT k and a scale (None = ``1/sqrt(D)``)."""
+
+    batch: int
+    heads: int
+    nq: int
+    nk: int
+    dim: int
+    vdim: int
+    mask: str  # none | causal | bool | key_padding
+    topk: int
+    scale: float | None
+    seed: int
+
+    def tensors(self, dtype: torch.dtype, device: str = "cpu") -> dict[str, torch.Tensor]:
+        bh = self.batch * self.heads
+        q = randn((bh, self.nq, self.dim), self.seed, dtype, device)
+        k = (
+            q
+            if self.nq == self.nk and self.seed % 2 == 0
+            else randn((bh, self.nk, self.dim), self.seed + 1, dtype, device)
+        )
+        v = randn((bh, self.nk, self.vdim), self.seed + 2, dtype, device)
+        return {"q": q, "k": k, "v": v}
+
+    def allowed(self, device: str = "cpu") -> torch.Tensor | None:
+        """The mask as ``allowed`` ``(B*H | 1, Nq, Nk)`` bool, True = may attend."""
+        if self.mask == "none":
+            return None
+        if self.mask == "causal":
+            return torch.ones(self.nq, self.nk, dtype=torch.bool, device=device).tril()[None]
+        g = torch.Generator().manual_seed(self.seed + 3)
+        if self.mask == "bool":
+            return (torch.rand(self.batch * self.heads, self.nq, self.nk, generator=g) < 0.7).to(device)
+        keep = torch.rand(self.batch, 1, 1, self.nk, generator=g) < 0.7
+        return keep.expand(self.batch, self.heads, self.nq, self.nk).reshape(-1, self.nq, self.nk).to(device)
+
+
+@st.composite
+def attention_cases(
+    draw: st.DrawFn, masks: tuple[str, ...] = ("none", "causal", "bool", "key_padding"), max_len: int = 12
+) -> AttentionCase:
+    """An attention problem; ``nq == nk`` half of the time (self-attention)."""
+    nk = draw(st.integers(1, max_len))
+    nq = nk if draw(st.booleans()) else draw(st.integers(1, max_len))
+    return AttentionCase(
+        batch=draw(st.integers(1, 2)),
+        heads=draw(st.integers(1, 3)),
+        nq=nq,
+        nk=nk,
+        dim=draw(st.integers(1, 8)),
+        vdim=draw(st.integers(1, 8)),
+        mask=draw(st.sampled_from(masks)),
+        topk=draw(st.integers(1, nk)),
+        scale=draw(st.none() | st.floats(0.05, 2.0)),
+        seed=draw(SEEDS),
+    )
+
+
+EDGE_ATTENTION = (
+    AttentionCase(1, 1, 1, 1, 1, 1, "none", 1, None, 0),  # one token, k = N = 1
+    AttentionCase(2, 2, 7, 13, 4, 3, "key_padding", 13, None, 1),  # cross, k = N
+    AttentionCase(1, 1, 5, 5, 3, 2, "causal", 1, 0.5, 2),  # k = 1
+)
+
+
+# --------------------------------------------------------------------------- general ConvNN
+
+
+@dataclass(frozen=True)
+class GeneralCase:
+    """A `ConvNNConfig` with an input of ``spatial`` shape and ``in_channels`` channels."""
+
+    config: ConvNNConfig
+    batch: int
+    in_channels: int
+    out_channels: int
+    spatial: tuple[int, ...]
+    bias: bool
+    seed: int
+
+    @property
+    def aggregated_channels(self) -> int:
+        extra = len(self.spatial) if self.config.coord_encoding in ("aggregate", "both") else 0
+        return self.in_channels + extra
+
+    def tensors(self, dtype: torch.dtype, device: str = "cpu") -> dict[str, torch.Tensor | None]:
+        """x ``(B, C, *S)``, weight ``(C_out, C_in'/groups, k)`` or None, bias or None."""
+        c = self.config
+        x = randn((self.batch, self.in_channels, *self.spatial), self.seed, dtype, device)
+        w = None
+        if c.weighted:
+            w = randn((self.out_channels, self.aggregated_channels // c.groups, c.k), self.seed + 1, dtype, device)
+        b = randn((self.out_channels,), self.seed + 2, dtype, device) if self.bias else None
+        return {"x": x, "weight": w, "bias": b}
+
+    def generator(self) -> torch.Generator:
+        """The candidate generator of this case (a fresh one per call: same seed, same draw)."""
+        return torch.Generator().manual_seed(self.seed + 7)
+
+
+def _lattice_count(length: int, dilation: int, stride: int, out: int) -> int:
+    """Fewest points on any query's dilation lattice of one padded axis of ``length`` points:
+    the lattice of output ``o`` is the points ``j`` with ``(j - o*stride) % dilation == 0``."""
+    return min(len(range((o * stride) % dilation, length, dilation)) for o in range(out))
+
+
+def _grid_count(spatial: tuple[int, ...], r: int, margin: int) -> int:
+    n = 1
+    for s in spatial:
+        pts = torch.linspace(margin, s - 1 - margin, r, dtype=torch.float64).round().unique()
+        n *= pts.numel()
+    return n
+
+
+@st.composite
+def general_cases(
+    draw: st.DrawFn,
+    bases: tuple[str, ...] = ("position", "feature", "hybrid"),
+    dims: tuple[int, ...] = (1, 2),
+    candidates: tuple[str, ...] = ("all", "random", "grid"),
+    max_tokens: int = MAX_ORACLE_TOKENS,
+) -> GeneralCase:
+    """Any valid ConvNN configuration (every knob of SPEC §2) on at most ``max_tokens`` tokens."""
+    d = draw(st.sampled_from(dims))
+    basis = draw(st.sampled_from(bases))
+    side = max(1, int(max_tokens ** (1 / d)))
+    spatial = tuple(draw(st.integers(1, side)) for _ in range(d))
+    n = math.prod(spatial)
+    cand = draw(st.sampled_from(candidates))
+    kw: dict[str, object] = {"basis": basis, "candidates": cand}
+    stride = tuple(draw(st.integers(1, 2)) for _ in range(d))
+    self_slot = draw(st.sampled_from(("candidate", "forced")))
+    if self_slot == "forced":
+        stride = (1,) * d
+    kw["stride"] = stride
+    pads = [(0, 0)] * d
+    dilation = (1,) * d
+    kernel = (1,) * d
+    if basis == "position":
+        kw["metric"] = draw(st.sampled_from(("chebyshev", "euclidean")))
+        kw["coordinates"] = draw(st.sampled_from(("integer", "normalized")))
+        if draw(st.booleans()):
+            kernel = tuple(
+                draw(st.integers(1, min(3, s)) if self_slot == "candidate" else st.sampled_from((1, 3)))
+                for s in spatial
+            )
+            if self_slot == "forced":
+                kernel = tuple(min(k, s if s % 2 else s - 1) for k, s in zip(kernel, spatial))
+            kw["kernel_size"] = kernel
+            kw["kernel_scaled"] = draw(st.booleans())
+        if cand == "all" and self_slot == "candidate":
+            dilation = tuple(draw(st.integers(1, 2)) for _ in range(d))
+            pads = [(draw(st.integers(0, 1)), draw(st.integers(0, 1))) for _ in range(d)]
+            spatial = tuple(max(s, dl * (k - 1) + 1) for s, k, dl in zip(spatial, kernel, dilation))
+            n = math.prod(spatial)
+            kw["dilation"] = dilation
+            kw["padding"] = tuple(pads)
+        kw["slot_order"] = draw(st.sampled_from(("rank", "offset"))) if self_slot == "candidate" else "rank"
+        kw["coord_encoding"] = draw(st.sampled_from(("none", "aggregate")))  # scoring ignores coordinates here
+    else:
+        kw["similarity"] = draw(st.sampled_from(("cosine", "euclidean", "dot", "scaled_dot")))
+        kw["scale"] = draw(st.none() | st.floats(0.1, 2.0))
+        if basis == "hybrid":
+            kw["coordinates"] = draw(st.sampled_from(("integer", "normalized")))
+            # lambda = 0 scores coordinates alone, full of geometric ties; they stay exact ties
+            # only for integer coordinates under an exact similarity (not cosine), otherwise
+            # rounding orders them differently in every implementation (SPEC §3.1, ties).
+            exact = kw["coordinates"] == "integer" and kw["similarity"] in ("dot", "scaled_dot", "euclidean")
+            # A tiny lambda > 0 is a near-tie below float64 resolution: keep lambda >= 0.05.
+            zero = st.just(0.0) if exact else st.nothing()
+            kw["hybrid_lambda"] = draw(zero | st.floats(0.05, 1.0))
+        kw["coord_encoding"] = draw(st.sampled_from(("none", "score", "aggregate", "both")))
+    kw["self_slot"] = self_slot
+    # candidate count available to every query
+    if cand == "random":
+        r = draw(st.integers(1, n))
+        kw["num_candidates"] = r
+        available = r
+    elif cand == "grid":
+        r = draw(st.integers(1, max(1, min(spatial))))
+        margin = draw(st.integers(0, max(0, (min(spatial) - 1) // 2)))
+        kw["num_candidates"], kw["grid_margin"] = r, margin
+        available = _grid_count(spatial, r, margin)
+    elif basis == "position":
+        padded = [s + lo + hi for s, (lo, hi) in zip(spatial, pads)]
+        available = 1
+        for axis in range(d):
+            span = dilation[axis] * (kernel[axis] - 1) + 1
+            out = (padded[axis] - span) // stride[axis] + 1
+            available *= _lattice_count(padded[axis], dilation[axis], stride[axis], out)
+    else:
+        available = n
+    k = draw(st.integers(1, max(1, min(available, 9))) | st.just(available))
+    kw["k"] = k
+    kw["rho"] = draw(st.sampled_from(("ones", "softmax", "scores")))
+    kw["rho_scale"] = draw(st.floats(0.25, 4.0))
+    coord_extra = d if kw.get("coord_encoding") in ("aggregate", "both") else 0
+    c_in = draw(st.integers(1, 3))
+    c_eff = c_in + coord_extra
+    kernel_kind = draw(st.sampled_from(("full", "grouped", "sum")))
+    groups = 1
+    if kernel_kind == "grouped":
+        divisors = [g for g in range(1, c_eff + 1) if c_eff % g == 0]
+        groups = draw(st.sampled_from(divisors))
+        c_out = groups * draw(st.integers(1, 2))
+    elif kernel_kind == "full":
+        c_out = draw(st.integers(1, 3))
+    else:
+        c_out = c_eff
+    kw["kernel"], kw["groups"] = kernel_kind, groups
+    config = ConvNNConfig(**kw)  # type: ignore[arg-type]
+    return GeneralCase(config, draw(st.integers(1, 2)), c_in, c_out, spatial, draw(st.booleans()), draw(SEEDS))
+
+
+__all__ = [
+    "DTYPES",
+    "EDGE_ATTENTION",
+    "EDGE_CONVS",
+    "MAX_ORACLE_TOKENS",
+    "AttentionCase",
+    "ConvCase",
+    "GeneralCase",
+    "attention_cases",
+    "conv_cases",
+    "general_cases",
+    "randn",
+]
