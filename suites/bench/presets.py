@@ -1,0 +1,170 @@
+"""Named sweeps. A preset is data: its cases and its timing settings; `measure` does the rest.
+
+- ``smoke``: tiny shapes, every mode, baseline and direction once; what ``make verify`` runs
+  (with ``--benchmark-disable``) and what plain ``pytest suites`` collects. Under a minute.
+- ``default``: this project's CPU sweep (B = 8, C = 64, float32), under 15 minutes on 2 cores,
+  holding every configuration the performance bars of issue 6 are read from.
+- ``canonical``: a fixed small set (forward, 32×32, B = 8, C = 64, float32) whose numbers two
+  users can compare across machines.
+- ``full``: for GPU hosts: resolutions up to 128², more k, bfloat16 and float16 beside float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from suites.bench.cases import Case
+
+FWD, BOTH = ("forward",), ("forward", "forward+backward")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Rounds are planned so one case's timed loop takes about ``target_s`` (within
+    [min_rounds, max_rounds]); a first call slower than ``call_limit_s`` stops the case with
+    status ``time_limit``."""
+
+    min_rounds: int = 3
+    max_rounds: int = 30
+    target_s: float = 1.0
+    call_limit_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    build: Callable[[str, tuple[str, ...]], list[Case]]
+    device: str = "cpu"
+    timing: Timing = Timing()
+
+    def cases(self, device: str | None = None, impls: Iterable[str] = ("reference",)) -> list[Case]:
+        """The preset's cases on ``device`` (its default when None), with ConvNN rows for
+        every implementation in ``impls``; duplicates removed, order kept."""
+        seen: dict[str, Case] = {}
+        for case in self.build(device or self.device, tuple(impls)):
+            seen.setdefault(case.id, case)
+        return list(seen.values())
+
+
+def _sweep(
+    impls: Iterable[str],
+    mode: str,
+    sides: Iterable[int],
+    ks: Iterable[int],
+    directions: Iterable[str],
+    **fields: object,
+) -> list[Case]:
+    """Cases over implementations × sides × k × directions for one mode."""
+    out = []
+    for impl in impls:
+        for side in sides:
+            for k in ks:
+                for direction in directions:
+                    kw = dict(fields)
+                    if mode.startswith("position"):
+                        kw.setdefault("kernel_size", round(k**0.5))
+                    k_eff = side * side if k == 0 else k  # k = 0 stands for k = N
+                    out.append(Case(impl, mode, k_eff, side, direction=direction, **kw))  # type: ignore[arg-type]
+    return out
+
+
+def _smoke(device: str, impls: tuple[str, ...]) -> list[Case]:
+    small = {"C": 8, "B": 2, "device": device}
+    cases: list[Case] = []
+    for direction in BOTH:
+        d = (direction,)
+        cases += _sweep((*impls, "conv2d"), "position", (6,), (9,), d, **small)
+        cases += _sweep((*impls, "conv2d-depthwise"), "position-depthwise", (6,), (9,), d, **small)
+        cases += _sweep((*impls, "dense-naive"), "feature", (6,), (4,), d, **small)
+        cases += _sweep(impls, "feature-random", (6,), (4,), d, r=12, **small)
+        cases += _sweep(impls, "feature-grid", (6,), (4,), d, r=3, **small)
+        cases += _sweep(impls, "hybrid", (6,), (4,), d, **small)
+        cases += _sweep((*impls, "sdpa", "sdpa-math"), "attention", (6,), (0,), d, **small)
+        cases += _sweep((*impls, "kvt-dense"), "kvt", (6,), (5,), d, **small)
+    return cases
+
+
+def _default(device: str, impls: tuple[str, ...]) -> list[Case]:
+    on = {"device": device}
+    big = {"device": device, "B": 16}
+    cases: list[Case] = []
+    # Issue 6: feature k = 9 against SDPA (one head) and dense-naive, time against resolution.
+    cases += _sweep(impls, "feature", (8, 16, 32, 56, 64), (9,), BOTH, **on)
+    cases += _sweep(("sdpa",), "attention", (8, 16, 32, 56, 64), (0,), BOTH, **on)
+    cases += _sweep(("dense-naive",), "feature", (8, 16, 32, 56), (9,), BOTH, **on)
+    # Position mode 3x3 against F.conv2d; the depthwise variant against a depthwise conv.
+    cases += _sweep((*impls, "conv2d"), "position", (8, 16, 32, 56, 64), (9,), BOTH, **on)
+    cases += _sweep((*impls, "conv2d-depthwise"), "position-depthwise", (32, 56), (9,), BOTH, **on)
+    # Attention k = N against SDPA (fused and math backends).
+    cases += _sweep((*impls, "sdpa", "sdpa-math"), "attention", (16, 32), (0,), BOTH, **on)
+    cases += _sweep((*impls, "sdpa", "sdpa-math"), "attention", (56,), (0,), FWD, **on)
+    # Time against k.
+    cases += _sweep(impls, "feature", (32,), (1, 4, 9, 16, 25, 49, 64), FWD, **on)
+    cases += _sweep((*impls, "conv2d"), "position", (32,), (1, 9, 25, 49), FWD, **on)
+    # KVT (k < N) against the dense masked reference; random, grid candidates; hybrid.
+    cases += _sweep((*impls, "kvt-dense"), "kvt", (32,), (9, 64), FWD, **on)
+    cases += _sweep((*impls, "kvt-dense"), "kvt", (32,), (9,), BOTH, **on)
+    cases += _sweep(impls, "feature-random", (32, 56), (9,), FWD, r=256, **on)
+    cases += _sweep(impls, "feature-grid", (32, 56), (9,), FWD, r=16, **on)
+    cases += _sweep(impls, "hybrid", (32, 56), (9,), FWD, **on)
+    # Issue 6: peak memory at 64x64 with B = 16.
+    cases += _sweep((*impls, "dense-naive"), "feature", (64,), (9,), BOTH, **big)
+    cases += _sweep(("sdpa",), "attention", (64,), (0,), BOTH, **big)
+    return cases
+
+
+def _canonical(device: str, impls: tuple[str, ...]) -> list[Case]:
+    on = {"device": device}
+    cases: list[Case] = []
+    cases += _sweep((*impls, "dense-naive"), "feature", (32,), (9,), FWD, **on)
+    cases += _sweep(("sdpa",), "attention", (32,), (0,), FWD, **on)
+    cases += _sweep((*impls, "conv2d"), "position", (32,), (9,), FWD, **on)
+    cases += _sweep((*impls, "sdpa-math"), "attention", (32,), (0,), FWD, **on)
+    cases += _sweep((*impls, "kvt-dense"), "kvt", (32,), (16,), FWD, **on)
+    return cases
+
+
+def _full(device: str, impls: tuple[str, ...]) -> list[Case]:
+    cases: list[Case] = []
+    sides = (8, 16, 32, 56, 64, 128)
+    for dtype in ("float32", "bfloat16"):
+        on = {"device": device, "dtype": dtype}
+        cases += _sweep(impls, "feature", sides, (9,), BOTH, **on)
+        cases += _sweep(("sdpa",), "attention", sides, (0,), BOTH, **on)
+        cases += _sweep(("dense-naive",), "feature", (8, 16, 32, 56, 64), (9,), BOTH, **on)
+        cases += _sweep((*impls, "conv2d"), "position", sides, (9,), BOTH, **on)
+        cases += _sweep((*impls, "sdpa", "sdpa-math"), "attention", (16, 32, 64, 128), (0,), BOTH, **on)
+        cases += _sweep(impls, "feature", (64,), (1, 4, 16, 25, 49, 64), FWD, **on)
+        cases += _sweep((*impls, "conv2d"), "position", (64,), (1, 25, 49), FWD, **on)
+        cases += _sweep((*impls, "kvt-dense"), "kvt", (64,), (16, 256), BOTH, **on)
+    on16 = {"device": device, "dtype": "float16"}
+    cases += _sweep(impls, "feature", (32, 64, 128), (9,), FWD, **on16)
+    cases += _sweep(("sdpa",), "attention", (32, 64, 128), (0,), FWD, **on16)
+    cases += _sweep((*impls, "conv2d"), "position", (32, 64, 128), (9,), FWD, **on16)
+    on = {"device": device}
+    cases += _sweep((*impls, "conv2d-depthwise"), "position-depthwise", (64, 128), (9,), BOTH, **on)
+    cases += _sweep(impls, "feature-random", (64, 128), (9,), FWD, r=1024, **on)
+    cases += _sweep(impls, "feature-grid", (64, 128), (9,), FWD, r=32, **on)
+    cases += _sweep(impls, "hybrid", (64, 128), (9,), FWD, **on)
+    cases += _sweep((*impls, "dense-naive"), "feature", (64,), (9,), BOTH, device=device, B=16)
+    cases += _sweep(("sdpa",), "attention", (64,), (0,), BOTH, device=device, B=16)
+    return cases
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset("smoke", "tiny shapes, every mode, baseline and direction once", _smoke, timing=Timing(1, 3, 0.02, 10.0)),
+        Preset("default", "CPU sweep, B=8, C=64, float32; holds every issue-6 bar", _default, timing=Timing(3, 15, 1.0, 60.0)),
+        Preset("canonical", "fixed forward set at 32x32 for comparing machines", _canonical, timing=Timing(10, 50, 2.0, 60.0)),
+        Preset("full", "GPU sweep up to 128x128, float32/bfloat16/float16", _full, device="cuda", timing=Timing(5, 50, 0.3, 20.0)),
+    )
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]
