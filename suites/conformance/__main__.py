@@ -1,0 +1,3 @@
+from suites.conformance.cli import main
+
+raise SystemExit(main())

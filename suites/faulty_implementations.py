@@ -1,0 +1,223 @@
+"""Deliberately faulty implementations, kept to test the conformance runner
+(`suites/test_conformance.py`) and to show what its reports look like.
+
+Each is the reference with one bug a real port could have, and claims the reference's
+capabilities so that every property applies to it. None is a built-in or an entry point: they run
+only when named, e.g. ``--impl suites.faulty_implementations:FlippedTaps``.
+
+Wrong values (the report must name the failing properties and their counterexamples):
+- `WrongSoftmaxAxis`: attention normalises over the queries instead of one query's slots.
+- `FlippedTaps`: the image form applies the kernel taps in reverse order (convolution instead of
+  cross-correlation).
+- `OffByOnePadding`: the image form pads one point too many on the low side of every padded axis
+  and one too few on the high side (same output size, windows shifted by one).
+- `WrongTieRule`: among equal scores the candidate with the *higher* index ranks first.
+
+Broken in other ways (the run must go on and say what happened):
+- `Raises`: every call raises, as a kernel built for another device would.
+- `WrongShape`: outputs one extra trailing element. `NaNOutput`: one NaN in every output.
+- `OutOfMemory`: attention raises ``torch.OutOfMemoryError``.
+- `Hangs`: dense attention (k = Nk) never returns.
+- `Segfaults`: the 2-D image form kills its process with SIGSEGV.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import torch
+
+import convnn_ref
+from convnn_ref.config import ConvNNConfig
+from convnn_ref.positions import resolve_geometry
+from suites.implementations import Capabilities, Implementation
+
+
+class _Delegating(Implementation):
+    """The reference, claiming everything it can do; subclasses break one thing."""
+
+    capabilities = Capabilities(neighbours=True)
+
+    def convnn(self, x, weight, bias, config, *, generator=None):  # type: ignore[no-untyped-def]
+        return convnn_ref.convnn(x, weight, bias, config, generator=generator)
+
+    def attention(self, q, k, v, config, *, allowed=None, generator=None):  # type: ignore[no-untyped-def]
+        return convnn_ref.convnn_attention(q, k, v, config, allowed=allowed, generator=generator)
+
+    def neighbours(self, x, config, *, generator=None):  # type: ignore[no-untyped-def]
+        nb = convnn_ref.neighbours(x, config, generator=generator)
+        return nb.index, nb.score
+
+
+# ------------------------------------------------------------------------------ wrong values
+
+
+class WrongSoftmaxAxis(_Delegating):
+    """Softmax attention (scaled dot, every candidate) normalised over dim 1, the queries."""
+
+    name = "wrong-softmax-axis"
+
+    def attention(self, q, k, v, config, *, allowed=None, generator=None):  # type: ignore[no-untyped-def]
+        dense = config.similarity == "scaled_dot" and config.rho == "softmax" and config.kernel == "sum"
+        if not dense or config.candidates != "all" or config.self_slot != "candidate":
+            return super().attention(q, k, v, config, allowed=allowed, generator=generator)
+        super().attention(q, k, v, config, allowed=allowed, generator=generator)  # the same input checks
+        scale = config.scale if config.scale is not None else q.shape[-1] ** -0.5
+        s = torch.einsum("bqd,bkd->bqk", q, k) * scale * config.rho_scale
+        keep = torch.ones_like(s, dtype=torch.bool) if allowed is None else allowed.expand_as(s)
+        s = s.masked_fill(~keep, float("-inf"))
+        if config.k < k.shape[1]:
+            kth = s.topk(config.k, dim=-1).values[..., -1:]
+            s = s.masked_fill(s < kth, float("-inf"))
+        p = torch.softmax(s, dim=1).nan_to_num(0.0)  # the bug: dim=1 (queries), not dim=-1 (keys)
+        return torch.einsum("bqk,bkd->bqd", p, v)
+
+
+class FlippedTaps(_Delegating):
+    """Weight taps applied in reverse order: tap t gets ``weight[..., k-1-t]``."""
+
+    name = "flipped-taps"
+
+    def convnn(self, x, weight, bias, config, *, generator=None):  # type: ignore[no-untyped-def]
+        flipped = None if weight is None else weight.flip(-1)
+        return convnn_ref.convnn(x, flipped, bias, config, generator=generator)
+
+
+class OffByOnePadding(_Delegating):
+    """Padding ``(lo, hi)`` taken as ``(lo + 1, hi - 1)`` on every axis with ``hi > 0``."""
+
+    name = "off-by-one-padding"
+
+    def convnn(self, x, weight, bias, config, *, generator=None):  # type: ignore[no-untyped-def]
+        if config.basis == "position":
+            pairs = resolve_geometry(config, tuple(x.shape[2:])).padding
+            shifted = tuple((lo + 1, hi - 1) if hi > 0 else (lo, hi) for lo, hi in pairs)
+            config = config.replace(padding=shifted)
+        return convnn_ref.convnn(x, weight, bias, config, generator=generator)
+
+
+def _tie_flip_applies(config: ConvNNConfig) -> bool:
+    """Reversing the token order breaks ties the other way and changes nothing else exactly when
+    scores ignore positions and the candidates are every token."""
+    strides = config.stride if isinstance(config.stride, tuple) else (config.stride,)
+    return (
+        config.basis == "feature"
+        and config.coord_encoding == "none"
+        and config.candidates == "all"
+        and config.self_slot == "candidate"
+        and all(s == 1 for s in strides)
+    )
+
+
+class WrongTieRule(_Delegating):
+    """Equal scores rank the higher index first (the reference: the lower). Computed as the
+    reference on the tokens in reverse order, with the output put back in order."""
+
+    name = "wrong-tie-rule"
+
+    def convnn(self, x, weight, bias, config, *, generator=None):  # type: ignore[no-untyped-def]
+        if not _tie_flip_applies(config):
+            return super().convnn(x, weight, bias, config, generator=generator)
+        axes = tuple(range(2, x.dim()))
+        return convnn_ref.convnn(x.flip(axes), weight, bias, config, generator=generator).flip(axes)
+
+    def attention(self, q, k, v, config, *, allowed=None, generator=None):  # type: ignore[no-untyped-def]
+        if not _tie_flip_applies(config):
+            return super().attention(q, k, v, config, allowed=allowed, generator=generator)
+        flipped = None if allowed is None else allowed.flip(-1)
+        return convnn_ref.convnn_attention(q, k.flip(1), v.flip(1), config, allowed=flipped, generator=generator)
+
+    def neighbours(self, x, config, *, generator=None):  # type: ignore[no-untyped-def]
+        if not _tie_flip_applies(config):
+            return super().neighbours(x, config, generator=generator)
+        axes = tuple(range(2, x.dim()))
+        nb = convnn_ref.neighbours(x.flip(axes), config, generator=generator)
+        n = x.shape[2:].numel()
+        return (n - 1 - nb.index).flip(-2), nb.score.flip(-2)
+
+
+# ------------------------------------------------------------------------- broken otherwise
+
+
+class Raises(_Delegating):
+    """Every call raises."""
+
+    name = "raises"
+
+    def convnn(self, x, weight, bias, config, *, generator=None):  # type: ignore[no-untyped-def]
+        raise RuntimeError("CUDA error: no kernel image is available for execution on the device")
+
+    def attention(self, q, k, v, config, *, allowed=None, generator=None):  # type: ignore[no-untyped-def]
+        raise RuntimeError("CUDA error: no kernel image is available for execution on the device")
+
+    def neighbours(self, x, config, *, generator=None):  # type: ignore[no-untyped-def]
+        raise RuntimeError("CUDA error: no kernel image is available for execution on the device")
+
+
+class WrongShape(_Delegating):
+    """Outputs one element too many on the last axis."""
+
+    name = "wrong-shape"
+
+    def convnn(self, x, weight, bias, config, *, generator=None):  # type: ignore[no-untyped-def]
+        y = super().convnn(x, weight, bias, config, generator=generator)
+        return torch.cat([y, y[..., :1]], dim=-1)
+
+    def attention(self, q, k, v, config, *, allowed=None, generator=None):  # type: ignore[no-untyped-def]
+        y = super().attention(q, k, v, config, allowed=allowed, generator=generator)
+        return torch.cat([y, y[..., :1]], dim=-1)
+
+
+class NaNOutput(_Delegating):
+    """The first element of every output is NaN."""
+
+    name = "nan-output"
+
+    def convnn(self, x, weight, bias, config, *, generator=None):  # type: ignore[no-untyped-def]
+        return _poison(super().convnn(x, weight, bias, config, generator=generator))
+
+    def attention(self, q, k, v, config, *, allowed=None, generator=None):  # type: ignore[no-untyped-def]
+        return _poison(super().attention(q, k, v, config, allowed=allowed, generator=generator))
+
+
+def _poison(y: torch.Tensor) -> torch.Tensor:
+    mask = torch.zeros_like(y, dtype=torch.bool)
+    mask.view(-1)[:1] = True
+    return y.masked_fill(mask, float("nan"))
+
+
+class OutOfMemory(_Delegating):
+    """Attention runs out of (pretend) device memory."""
+
+    name = "out-of-memory"
+
+    def attention(self, q, k, v, config, *, allowed=None, generator=None):  # type: ignore[no-untyped-def]
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+
+class Hangs(_Delegating):
+    """Dense attention (k = Nk) never returns: a deadlock in Python code, which a signal can
+    interrupt. Sparse attention and the image form are the reference's."""
+
+    name = "hangs"
+
+    def attention(self, q, k, v, config, *, allowed=None, generator=None):  # type: ignore[no-untyped-def]
+        while config.k >= k.shape[1]:
+            time.sleep(0.05)
+        return super().attention(q, k, v, config, allowed=allowed, generator=generator)
+
+
+class Segfaults(_Delegating):
+    """The 2-D image form kills its own process with SIGSEGV, as a native kernel's bad read
+    would; 1-D and 3-D inputs and attention are the reference's."""
+
+    name = "segfaults"
+
+    def convnn(self, x, weight, bias, config, *, generator=None):  # type: ignore[no-untyped-def]
+        if x.dim() != 4:
+            return super().convnn(x, weight, bias, config, generator=generator)
+        os.kill(os.getpid(), signal.SIGSEGV)
+        time.sleep(5)  # the signal is delivered asynchronously; never return a result
+        raise RuntimeError("SIGSEGV was not delivered")
