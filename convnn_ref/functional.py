@@ -18,6 +18,7 @@ equal. Semantics: see `ConvNNConfig`.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -30,9 +31,10 @@ from convnn_ref.positions import Geometry
 from convnn_ref.shifted import ShiftStructure, shift_structure, shifted_aggregate
 from convnn_ref.validation import check_k, check_mask, check_tensor, check_weight
 
-#: Bytes one chunk's score matrix may take (``B * chunk * M`` scores). 256 MiB keeps a
-#: 128x128 map with B = 8 within a few GiB in every mode.
-DEFAULT_MEMORY_BUDGET = 256 * 2**20
+#: Bytes the score blocks of one query chunk may take (two ``B * chunk * M`` blocks). 32 MiB
+#: keeps a 128x128 map with B = 8 well within a few GiB in every mode, and the peak memory of
+#: feature mode within a small multiple of its output.
+DEFAULT_MEMORY_BUDGET = 32 * 2**20
 
 #: The sum kernel switches to the dense route when k is at least this fraction of the
 #: candidates (gathering k rows then costs more than one matrix product over all of them).
@@ -76,11 +78,11 @@ def convnn(
     """
     x = check_tensor(x, "x", (3, 4, 5), "(B, C, *S) with 1 to 3 spatial axes")
     geometry = positions.resolve_geometry(config, tuple(x.shape[2:]))
-    values = _aggregation_tokens(x, config, geometry)
-    c_out = check_weight(weight, bias, values.shape[-1], config, x)
     budget = memory_budget or DEFAULT_MEMORY_BUDGET
     b = x.shape[0]
     if config.basis == "position":
+        values = _aggregation_tokens(x, config, geometry)
+        c_out = check_weight(weight, bias, values.shape[-1], config, x)
         cand_index = _candidate_subset(config, geometry.spatial, x.device, generator)
         plan = _position_plan(geometry, config, x.device, cand_index)
         if plan.shifts is not None and config.rho == "ones" and weight is not None:
@@ -89,10 +91,11 @@ def convnn(
             return y.reshape(b, c_out, *geometry.out)
         nb = Neighbours(plan.index, plan.score.to(x.dtype), None)
         y = _aggregate(values.contiguous(), nb, weight, bias, config)
-    else:
-        qf, kf, query_index, cand_index = _feature_inputs(x, config, geometry, generator)
-        y = _token_convnn(qf, kf, values.contiguous(), config, None, query_index, cand_index, weight, bias, budget)
-    return y.transpose(1, 2).reshape(b, c_out, *geometry.out)
+        return y.transpose(1, 2).reshape(b, c_out, *geometry.out)
+    qf, kf, values, query_index, cand_index = _feature_inputs(x, config, geometry, generator)
+    c_out = check_weight(weight, bias, values.shape[-1], config, x)
+    y = _token_convnn(qf, kf, values, config, None, query_index, cand_index, weight, bias, budget, channels_first=True)
+    return y.reshape(b, c_out, *geometry.out)
 
 
 def neighbours(
@@ -111,7 +114,7 @@ def neighbours(
         cand_index = _candidate_subset(config, geometry.spatial, x.device, generator)
         index, score = position_table(geometry, config, x.device, cand_index)
         return Neighbours(index, score.to(x.dtype), None)
-    qf, kf, query_index, cand_index = _feature_inputs(x, config, geometry, generator)
+    qf, kf, _, query_index, cand_index = _feature_inputs(x, config, geometry, generator)
     return _feature_neighbours(qf, kf, config, None, query_index, cand_index, budget)
 
 
@@ -298,22 +301,29 @@ def _own_tokens(centres: torch.Tensor, geometry: Geometry) -> torch.Tensor:
 
 def _feature_inputs(
     x: torch.Tensor, config: ConvNNConfig, geometry: Geometry, generator: torch.Generator | None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Scoring features of queries ``(B, Nq, D)`` and of all tokens ``(B, N, D)``, the
-    queries' token indices ``(Nq,)`` and the candidate subset ``(M,)`` or None (all)."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Token-major inputs of the feature and hybrid bases: scoring features of the queries
+    ``(B, Nq, D)`` and of every token ``(B, N, D)``, values ``(B, N, C')``, the queries' token
+    indices ``(Nq,)`` (None at stride 1 without forced self) and the candidate subset ``(M,)``
+    or None. Without coordinate channels the features and the values share one copy of x."""
     b, c = x.shape[:2]
-    f = x.reshape(b, c, -1).transpose(1, 2)
-    if config.coord_encoding in ("score", "both"):
-        coords = positions.coordinate_channels(geometry.spatial, x.device, x.dtype).reshape(geometry.ndim, -1).T
-        f = torch.cat([f, coords.expand(b, -1, -1)], dim=-1)
+    tokens = x.reshape(b, c, -1).transpose(1, 2).contiguous()
+    coords = None
+    if config.coord_encoding != "none":
+        grid = positions.coordinate_channels(geometry.spatial, x.device, x.dtype)
+        coords = grid.reshape(geometry.ndim, -1).T.expand(b, -1, -1)
+    values = torch.cat([tokens, coords], dim=-1) if coords is not None and config.coord_encoding in ("aggregate", "both") else tokens
+    f = torch.cat([tokens, coords], dim=-1) if coords is not None and config.coord_encoding in ("score", "both") else tokens
     if config.basis == "hybrid":
         u = positions.to_coordinates(positions.grid_indices(geometry.spatial, x.device), geometry, config.coordinates)
         f = scores.hybrid_embedding(f, u, config.hybrid_lambda)
-    origins = positions.query_origins(geometry, x.device)
-    query_index = _flat_index(origins, geometry.spatial)
+    strided = geometry.out != geometry.spatial
+    query_index = None
+    if strided or config.self_slot == "forced":
+        query_index = _flat_index(positions.query_origins(geometry, x.device), geometry.spatial)
     cand_index = _candidate_subset(config, geometry.spatial, x.device, generator)
-    queries = f if geometry.out == geometry.spatial else f[:, query_index]  # stride 1: the tokens
-    return queries, f, query_index, cand_index
+    queries = f[:, query_index] if strided else f
+    return queries, f, values, query_index, cand_index
 
 
 def _flat_index(points: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -345,37 +355,9 @@ def _candidate_subset(
     return positions.grid_subset(spatial, r, config.grid_margin, device)
 
 
-def _selection_scores(qf: torch.Tensor, kf: torch.Tensor, config: ConvNNConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features as the similarity consumes them (unit vectors for cosine); once when the
-    queries are the candidates."""
-    kn = scores.prepare_features(kf, config.similarity)
-    return (kn if qf is kf else scores.prepare_features(qf, config.similarity)), kn
-
-
 def _chunk_size(b: int, m: int, element_size: int, budget: int) -> int:
-    return max(1, budget // max(1, b * m * element_size * 3))
-
-
-def _masked_chunk_scores(
-    qn: torch.Tensor,
-    kn: torch.Tensor,
-    config: ConvNNConfig,
-    allowed: torch.Tensor | None,
-    start: int,
-    stop: int,
-    self_cols: torch.Tensor | None,
-) -> torch.Tensor:
-    """Scores ``(B, stop-start, M)`` of one query chunk; ``-inf`` where not allowed or self
-    (forced self is placed separately)."""
-    s = scores.pairwise_feature_scores(qn[:, start:stop], kn, config.similarity, config.scale)
-    if allowed is not None:
-        s = s.masked_fill(~allowed[:, start:stop], float("-inf"))
-    if self_cols is not None:
-        cols = self_cols[start:stop]
-        present = cols >= 0
-        rows = torch.arange(stop - start, device=s.device)[present]
-        s[:, rows, cols[present]] = float("-inf")
-    return s
+    """Queries per chunk so that two ``(B, chunk, M)`` score blocks fit the budget."""
+    return max(1, budget // max(1, b * m * element_size * 2))
 
 
 def _self_columns(query_index: torch.Tensor | None, cand_index: torch.Tensor | None, m: int) -> torch.Tensor | None:
@@ -384,7 +366,8 @@ def _self_columns(query_index: torch.Tensor | None, cand_index: torch.Tensor | N
         return None
     if cand_index is None:
         return query_index
-    lookup = torch.full((int(max(int(query_index.max()), int(cand_index.max()))) + 1,), -1, dtype=torch.int64, device=query_index.device)
+    size = max(int(query_index.max()), int(cand_index.max())) + 1
+    lookup = torch.full((size,), -1, dtype=torch.int64, device=query_index.device)
     lookup[cand_index] = torch.arange(m, device=query_index.device)
     return lookup[query_index]
 
@@ -408,14 +391,64 @@ def _prepare_tokens(
     if allowed is not None:
         allowed = allowed.expand(b, nq, m)
     forced = config.self_slot == "forced"
-    self_cols = _self_columns(query_index, cand_index, m) if forced else None
     if forced:
+        if query_index is None:
+            query_index = torch.arange(nq, device=kf.device)
+        self_cols = _self_columns(query_index, cand_index, m)
         assert self_cols is not None
         others = m - int(bool((self_cols >= 0).any()))
         check_k(config.k - 1, others, "candidates besides the query itself")
-    else:
-        check_k(config.k, m, "candidates" if cand_index is None else f"{config.candidates} candidates")
-    return kf, allowed, self_cols, config.k - (1 if forced else 0)
+        return kf, allowed, self_cols, config.k - 1
+    check_k(config.k, m, "candidates" if cand_index is None else f"{config.candidates} candidates")
+    return kf, allowed, None, config.k
+
+
+def _selected_chunks(
+    qf: torch.Tensor,
+    kf: torch.Tensor,
+    config: ConvNNConfig,
+    allowed: torch.Tensor | None,
+    query_index: torch.Tensor | None,
+    cand_index: torch.Tensor | None,
+    budget: int,
+) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor | None]]:
+    """Selection, one query chunk at a time, without autograd: yields ``(start, stop, index,
+    valid)`` with index ``(B, stop-start, k)`` into the token list and valid the same shape
+    (None when every slot is filled). Scores come from `rank_scores` (same order, fewer passes)."""
+    b, nq = qf.shape[:2]
+    keys, allowed, self_cols, k_sel = _prepare_tokens(config, kf, allowed, query_index, cand_index, nq)
+    with torch.no_grad():
+        keys, stats = scores.rank_keys(keys.detach(), config.similarity)
+    chunk = _chunk_size(b, keys.shape[1], qf.element_size(), budget)
+    for start in range(0, nq, chunk):
+        stop = min(nq, start + chunk)
+        with torch.no_grad():
+            s = scores.rank_scores(qf[:, start:stop].detach(), keys, stats, config.similarity)
+            if allowed is not None:
+                s = s.masked_fill_(~allowed[:, start:stop], float("-inf"))
+            if self_cols is not None:
+                cols = self_cols[start:stop]
+                rows = torch.arange(stop - start, device=s.device)[cols >= 0]
+                s[:, rows, cols[cols >= 0]] = float("-inf")
+            if k_sel > 0:
+                v, index = select.topk_lowest_index(s, k_sel)
+            else:
+                v, index = s[..., :0], torch.zeros_like(s[..., :0], dtype=torch.int64)
+            valid = v > float("-inf") if allowed is not None else None
+            if cand_index is not None:
+                index = cand_index[index]
+            if self_cols is not None:
+                own = (torch.arange(start, stop, device=s.device) if query_index is None else query_index[start:stop])
+                index = torch.cat([own.expand(b, -1)[..., None], index], dim=-1)
+                if valid is not None:
+                    valid = torch.cat([valid.new_ones((*valid.shape[:-1], 1)), valid], dim=-1)
+        yield start, stop, index, valid
+
+
+def _selected_scores(qf: torch.Tensor, kf: torch.Tensor, index: torch.Tensor, config: ConvNNConfig) -> torch.Tensor:
+    """Differentiable scores of the selected neighbours: queries ``(B, c, D)``, every token's
+    features ``(B, N, D)``, index ``(B, c, k)`` -> ``(B, c, k)``."""
+    return scores.paired_feature_scores(qf[:, :, None], gather_neighbours(kf, index), config.similarity, config.scale)
 
 
 def _feature_neighbours(
@@ -426,40 +459,14 @@ def _feature_neighbours(
     query_index: torch.Tensor | None,
     cand_index: torch.Tensor | None,
     budget: int,
-    need_score: bool = True,
 ) -> Neighbours:
-    """Chunked no-grad selection, then differentiable scores of the selected neighbours
-    (skipped when ``need_score`` is False: the score is then an empty placeholder)."""
-    b, nq = qf.shape[:2]
-    kf_c, allowed, self_cols, k_sel = _prepare_tokens(config, kf, allowed, query_index, cand_index, nq)
-    qn, kn = _selection_scores(qf, kf_c, config)
-    chunk = _chunk_size(b, kn.shape[1], qn.element_size(), budget)
-    idx_parts, valid_parts = [], []
-    with torch.no_grad():
-        for start in range(0, nq, chunk):
-            stop = min(nq, start + chunk)
-            s = _masked_chunk_scores(qn, kn, config, allowed, start, stop, self_cols)
-            v, i = select.topk_lowest_index(s, k_sel) if k_sel > 0 else (s[..., :0], s[..., :0].long())
-            idx_parts.append(i)
-            valid_parts.append(v > float("-inf"))
-    index = torch.cat(idx_parts, dim=1)
-    valid = torch.cat(valid_parts, dim=1)
-    if need_score:
-        gathered = gather_neighbours(kn, index)
-        score = scores.paired_feature_scores(qn[:, :, None], gathered, config.similarity, config.scale)
-    else:
-        score = qn.new_zeros(index.shape)
-    if cand_index is not None:
-        index = cand_index[index]
-    if self_cols is not None:
-        assert query_index is not None
-        own = kf[:, query_index]
-        own_n = scores.prepare_features(own, config.similarity)
-        own_score = scores.paired_feature_scores(qn[:, :, None], own_n[:, :, None], config.similarity, config.scale)
-        index = torch.cat([query_index.expand(b, -1)[..., None], index], dim=-1)
-        score = torch.cat([own_score, score], dim=-1)
-        valid = torch.cat([torch.ones_like(valid[..., :1]), valid], dim=-1)
-    return Neighbours(index, score, None if bool(valid.all()) else valid)
+    """Selection of every query, then the selected scores with autograd."""
+    parts = list(_selected_chunks(qf, kf, config, allowed, query_index, cand_index, budget))
+    index = torch.cat([p[2] for p in parts], dim=1)
+    valid = None if parts[0][3] is None else torch.cat([p[3] for p in parts], dim=1)  # type: ignore[misc]
+    if valid is not None and bool(valid.all()):
+        valid = None
+    return Neighbours(index, _selected_scores(qf, kf, index, config), valid)
 
 
 def _token_convnn(
@@ -474,16 +481,64 @@ def _token_convnn(
     bias: torch.Tensor | None,
     budget: int,
     dropout_p: float = 0.0,
+    channels_first: bool = False,
 ) -> torch.Tensor:
     """Feature/hybrid ConvNN on tokens: queries ``(B, Nq, D)``, keys ``(B, N, D)``, values
-    ``(B, N, C)`` -> ``(B, Nq, C_out)``. Picks the gather route or, for the sum kernel with
-    large k, the dense route."""
+    ``(B, N, C)`` -> ``(B, Nq, C_out)``, or ``(B, C_out, Nq)`` with ``channels_first``. Picks
+    the gather route or, for the sum kernel with large k, the dense route."""
     m = kf.shape[1] if cand_index is None else cand_index.shape[0]
     own_outside = config.self_slot == "forced" and cand_index is not None  # gather route handles it
     if config.kernel == "sum" and config.k >= max(2, DENSE_SUM_FRACTION * m) and not own_outside:
-        return _dense_sum(qf, kf, values, config, allowed, query_index, cand_index, bias, budget, dropout_p)
-    nb = _feature_neighbours(qf, kf, config, allowed, query_index, cand_index, budget, need_score=config.rho != "ones")
-    return _aggregate(values, nb, weight, bias, config, dropout_p)
+        return _dense_sum(qf, kf, values, config, allowed, query_index, cand_index, bias, budget, dropout_p, channels_first)
+    return _gather_route(qf, kf, values, config, allowed, query_index, cand_index, weight, bias, budget, dropout_p, channels_first)
+
+
+def _gather_route(
+    qf: torch.Tensor,
+    kf: torch.Tensor,
+    values: torch.Tensor,
+    config: ConvNNConfig,
+    allowed: torch.Tensor | None,
+    query_index: torch.Tensor | None,
+    cand_index: torch.Tensor | None,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    budget: int,
+    dropout_p: float,
+    channels_first: bool,
+) -> torch.Tensor:
+    """Per query chunk: select, gather the k values by index ``(B, c, k, C)``, weight by rho,
+    apply the kernel, write the chunk's output. Only one chunk's neighbours exist at a time."""
+    b, nq = qf.shape[:2]
+    c_out = values.shape[-1] if weight is None else weight.shape[0]
+    out = _new_output(values, b, nq, c_out, channels_first)
+    for start, stop, index, valid in _selected_chunks(qf, kf, config, allowed, query_index, cand_index, budget):
+        gathered = gather_neighbours(values, index)
+        w = None
+        if config.rho != "ones":
+            s = _selected_scores(qf[:, start:stop], kf, index, config).to(values.dtype)
+            w = rho_weights(s, valid, config.rho, config.rho_scale)
+        elif valid is not None:
+            w = valid.to(values.dtype)
+        if dropout_p > 0:
+            w = torch.nn.functional.dropout(torch.ones_like(index, dtype=values.dtype) if w is None else w, dropout_p)
+        if w is not None:
+            gathered = gathered * w[..., None]
+        _write_chunk(out, apply_kernel(gathered, weight, bias, config.kernel, config.groups), start, stop, channels_first)
+    return out
+
+
+def _new_output(like: torch.Tensor, b: int, nq: int, c_out: int, channels_first: bool) -> torch.Tensor:
+    shape = (b, c_out, nq) if channels_first else (b, nq, c_out)
+    return like.new_empty(shape)
+
+
+def _write_chunk(out: torch.Tensor, y: torch.Tensor, start: int, stop: int, channels_first: bool) -> None:
+    """Write one chunk's ``(B, c, C_out)`` output into the preallocated output."""
+    if channels_first:
+        out[:, :, start:stop] = y.transpose(1, 2)
+    else:
+        out[:, start:stop] = y
 
 
 def _aggregate(
@@ -492,14 +547,11 @@ def _aggregate(
     weight: torch.Tensor | None,
     bias: torch.Tensor | None,
     config: ConvNNConfig,
-    dropout_p: float = 0.0,
 ) -> torch.Tensor:
     """values ``(B, M, C)`` gathered by ``nb.index``, weighted by rho, through the kernel."""
     gathered = gather_neighbours(values, nb.index)
-    if config.rho != "ones" or nb.valid is not None or dropout_p > 0:
+    if config.rho != "ones" or nb.valid is not None:
         w = rho_weights(nb.score.to(values.dtype), nb.valid, config.rho, config.rho_scale)
-        if dropout_p > 0:
-            w = torch.nn.functional.dropout(w, dropout_p)
         gathered = gathered * w[..., None]
     return apply_kernel(gathered, weight, bias, config.kernel, config.groups)
 
@@ -515,6 +567,7 @@ def _dense_sum(
     bias: torch.Tensor | None,
     budget: int,
     dropout_p: float = 0.0,
+    channels_first: bool = False,
 ) -> torch.Tensor:
     """Sum kernel as ``W @ V`` per query chunk, W ``(B, chunk, M)`` holding rho on the kept
     entries and 0 elsewhere. Each chunk is checkpointed when autograd is on, so backward
@@ -522,7 +575,8 @@ def _dense_sum(
     b, nq = qf.shape[:2]
     kf_c, allowed, self_cols, k_sel = _prepare_tokens(config, kf, allowed, query_index, cand_index, nq)
     vals = values if cand_index is None else values[:, cand_index]
-    qn, kn = _selection_scores(qf, kf_c, config)
+    kn = scores.prepare_features(kf_c, config.similarity)  # unit vectors for cosine
+    qn = kn if qf is kf_c else scores.prepare_features(qf, config.similarity)
     m = kn.shape[1]
     forced = self_cols is not None
     chunk = _chunk_size(b, m, qn.element_size(), budget)
@@ -565,16 +619,15 @@ def _dense_sum(
             w = torch.nn.functional.dropout(w, dropout_p)
         return w @ vals_
 
-    parts = []
+    out = _new_output(vals, b, nq, vals.shape[-1], channels_first)
     for start in range(0, nq, chunk):
         stop = min(nq, start + chunk)
         if need_grad:
             part = torch.utils.checkpoint.checkpoint(run_chunk, qn[:, start:stop], kn, vals, start, stop, use_reentrant=False)
         else:
             part = run_chunk(qn[:, start:stop], kn, vals, start, stop)
-        parts.append(part)
-    y = torch.cat(parts, dim=1)
-    return y if bias is None else y + bias
+        _write_chunk(out, part if bias is None else part + bias, start, stop, channels_first)
+    return out
 
 
 # ------------------------------------------------------------------------ input helpers

@@ -70,15 +70,43 @@ def pairwise_feature_scores(
 
 
 def paired_feature_scores(q: torch.Tensor, k: torch.Tensor, similarity: str, scale: float | None = None) -> torch.Tensor:
-    """Similarity of aligned pairs, on `prepare_features` output: q ``(B, Nq, 1, D)`` against
-    gathered neighbours k ``(B, Nq, k, D)`` -> ``(B, Nq, k)``. Differentiable; used to
+    """Similarity of aligned pairs on raw features (cosine normalises here): q ``(B, Nq, 1, D)``
+    against gathered neighbours k ``(B, Nq, k, D)`` -> ``(B, Nq, k)``. Differentiable; used to
     recompute the selected scores with autograd after a no-grad selection."""
     if similarity == "euclidean":
         return -(q - k).square().sum(-1)
+    if similarity == "cosine":
+        q = prepare_features(q, similarity)
+        k = prepare_features(k, similarity)
     dots = (q * k).sum(-1)
     if similarity == "scaled_dot":
         return dots * (default_scale(q.shape[-1]) if scale is None else scale)
     return dots
+
+
+def rank_keys(keys: torch.Tensor, similarity: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Keys as `rank_scores` consumes them, and per-key statistics: unit keys for cosine (so
+    that keys along one direction tie exactly, as the similarity says), ``|k|^2`` for
+    euclidean. keys ``(B, M, D)`` -> ``((B, M, D), (B, M) or None)``."""
+    if similarity == "cosine":
+        return prepare_features(keys, similarity), None
+    if similarity == "euclidean":
+        return keys, keys.square().sum(-1)
+    return keys, None
+
+
+def rank_scores(q: torch.Tensor, keys: torch.Tensor, stats: torch.Tensor | None, similarity: str) -> torch.Tensor:
+    """Scores that rank every row's candidates as the similarity does, with fewer passes: the
+    factors and terms constant along a row (``1/|q|``, ``|q|^2``, a positive scale) are left
+    out. q ``(B, c, D)``, keys and stats from `rank_keys` -> ``(B, c, M)``. For selection
+    only; `paired_feature_scores` recomputes the selected scores exactly."""
+    dots = q @ keys.transpose(-1, -2)
+    if similarity in ("cosine", "dot", "scaled_dot"):
+        return dots
+    if similarity == "euclidean":
+        assert stats is not None
+        return dots.mul_(2.0).sub_(stats[:, None, :])
+    raise ValueError(f"similarity={similarity!r} is not one of ('cosine', 'euclidean', 'dot', 'scaled_dot')")
 
 
 def hybrid_embedding(f: torch.Tensor, coords: torch.Tensor, lam: float) -> torch.Tensor:
