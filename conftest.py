@@ -1,16 +1,23 @@
 """Project-wide pytest setup: Hypothesis profiles, the implementation-under-test option and
-fixture, and the device list. Tests live in suites/."""
+fixture (with its ``teardown()``), the per-test capability steering and error measurement, and
+the device list. Tests live in suites/."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Generator, Iterator
 
 import pytest
 import torch
 from hypothesis import HealthCheck, Verbosity, settings
 
 # Three tiers (SPEC §5). HYPOTHESIS_PROFILE or --hypothesis-profile picks one; `dev` by default.
-settings.register_profile("dev", max_examples=20, deadline=None)
+# filter_too_much is not a health *error* here: examples outside an implementation's capabilities
+# are filtered one by one, and a property none of whose examples fits ends as a skip with the
+# reason (suites/equivalence/_common.py), not as a failed health check.
+settings.register_profile(
+    "dev", max_examples=20, deadline=None, suppress_health_check=[HealthCheck.filter_too_much]
+)
 settings.register_profile(
     "ci",
     max_examples=100,
@@ -18,14 +25,14 @@ settings.register_profile(
     deadline=None,
     database=None,
     print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
 )
 settings.register_profile(
     "nightly",
     max_examples=1000,
     deadline=None,
     print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
     verbosity=Verbosity.normal,
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
@@ -48,13 +55,59 @@ def pytest_configure(config: pytest.Config) -> None:
     set_replay_options([part for s in specs for part in ("--impl", s)])
 
 
+#: The implementations of this session by spec: one instance each, shared by all their tests.
+IMPLEMENTATIONS = pytest.StashKey[dict[str, object]]()
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "impl" in metafunc.fixturenames:
         specs = metafunc.config.getoption("--impl") or [os.environ.get("IMPL", "reference")]
         from suites.implementations import load_implementation
 
-        impls = [load_implementation(s) for s in specs]
-        metafunc.parametrize("impl", impls, ids=[i.name for i in impls], scope="session")
+        loaded = metafunc.config.stash.setdefault(IMPLEMENTATIONS, {})
+        impls = [loaded[s] if s in loaded else loaded.setdefault(s, load_implementation(s)) for s in specs]
+        ids = [str(getattr(i, "name", s)) for i, s in zip(impls, specs)]
+        metafunc.parametrize("impl", impls, ids=ids, scope="session", indirect=True)
+
+
+#: Errors raised by implementations' ``teardown()`` while the conformance recorder runs: it
+#: reports them itself (as ``teardown-error`` records) instead of as a test error.
+TEARDOWN_ERRORS = pytest.StashKey[list[tuple[str, str]]]()
+
+
+@pytest.fixture(scope="session")
+def impl(request: pytest.FixtureRequest) -> Iterator[object]:
+    """The implementation under test (parametrized by ``--impl``); its ``teardown()`` runs after its tests."""
+    implementation = request.param
+    yield implementation
+    teardown = getattr(implementation, "teardown", None)
+    if not callable(teardown):
+        return
+    try:
+        teardown()
+    except Exception as exc:
+        if not request.config.pluginmanager.has_plugin("conformance-recorder"):
+            raise
+        errors = request.config.stash.setdefault(TEARDOWN_ERRORS, [])
+        errors.append((str(getattr(implementation, "name", implementation)), repr(exc)))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    """Around every test call: steer the strategies by the implementation's capabilities, turn
+    "no example within them" into a skip, and record the worst passing error measurement
+    (``max_error``, ``base_error``, ``bound``) as the test's properties."""
+    from suites import tolerance
+    from suites.equivalence._common import capability_filtering
+    from suites.strategies import steering
+
+    impl = getattr(item, "funcargs", {}).get("impl")
+    caps = getattr(impl, "capabilities", None)
+    name = str(getattr(impl, "name", "implementation"))
+    with steering(caps), capability_filtering(name), tolerance.measuring() as measured:
+        result = yield
+    item.user_properties.extend(measured.properties())
+    return result
 
 
 def available_devices() -> list[str]:

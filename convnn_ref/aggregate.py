@@ -34,11 +34,12 @@ def rho_weights(scores: torch.Tensor, valid: torch.Tensor | None, rho: str, rho_
 
 def gather_neighbours(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """values ``(B, M, C)``, index ``(B, Nq, k)`` or ``(Nq, k)`` (shared by the batch), int64
-    into M -> ``(B, Nq, k, C)``."""
-    if index.dim() == 2:
-        return values[:, index]
-    b = torch.arange(values.shape[0], device=values.device)[:, None, None]
-    return values[b, index]
+    into M -> ``(B, Nq, k, C)``. One ``index_select`` on the flattened ``(B*M, C)`` rows (an
+    order of magnitude faster on CPU than advanced indexing)."""
+    b, m, c = values.shape
+    offsets = torch.arange(0, b * m, m, device=values.device)[:, None, None]
+    flat = (index + offsets).reshape(-1)
+    return values.reshape(b * m, c).index_select(0, flat).reshape(b, *index.shape[-2:], c)
 
 
 def kernel_matrix(weight: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ from convnn_ref import positions, scores, select
 from convnn_ref.aggregate import apply_kernel, gather_neighbours, rho_weights
 from convnn_ref.config import ConvNNConfig
 from convnn_ref.positions import Geometry
-from convnn_ref.shifted import ShiftStructure, shift_structure, shifted_aggregate
+from convnn_ref.shifted import ShiftStructure, channels_first_grid, shift_structure, shifted_aggregate
 from convnn_ref.validation import check_k, check_mask, check_tensor, check_weight
 
 #: Bytes the score blocks of one query chunk may take (two ``B * chunk * M`` blocks). 32 MiB
@@ -81,16 +81,16 @@ def convnn(
     budget = memory_budget or DEFAULT_MEMORY_BUDGET
     b = x.shape[0]
     if config.basis == "position":
-        values = _aggregation_tokens(x, config, geometry)
-        c_out = check_weight(weight, bias, values.shape[-1], config, x)
+        x = _with_coordinates(x, config, geometry)
+        c_out = check_weight(weight, bias, x.shape[1], config, x)
         cand_index = _candidate_subset(config, geometry.spatial, x.device, generator)
         plan = _position_plan(geometry, config, x.device, cand_index)
         if plan.shifts is not None and config.rho == "ones" and weight is not None:
-            grid = values.transpose(1, 2)  # (B, C', M) channels-first padded grid
-            y = shifted_aggregate(grid, plan.shifts, weight, bias, config.groups)
+            x2 = channels_first_grid(x, geometry.padding)
+            y = shifted_aggregate(x2, b, plan.shifts, weight, bias, config.groups)
             return y.reshape(b, c_out, *geometry.out)
         nb = Neighbours(plan.index, plan.score.to(x.dtype), None)
-        y = _aggregate(values.contiguous(), nb, weight, bias, config)
+        y = _aggregate(_padded_tokens(x, geometry), nb, weight, bias, config)
         return y.transpose(1, 2).reshape(b, c_out, *geometry.out)
     qf, kf, values, query_index, cand_index = _feature_inputs(x, config, geometry, generator)
     c_out = check_weight(weight, bias, values.shape[-1], config, x)
@@ -221,7 +221,7 @@ def _position_plan(
         _plan_cache.move_to_end(key)
         return plan
     index, score = position_table_uncached(geometry, config, device, cand_index)
-    plan = PositionPlan(index, score, shift_structure(index, geometry.num_padded))
+    plan = PositionPlan(index, score, shift_structure(index, geometry.padded, geometry.out))
     _plan_cache[key] = plan
     if len(_plan_cache) > _TABLE_CACHE_SIZE:
         _plan_cache.popitem(last=False)
@@ -633,19 +633,23 @@ def _dense_sum(
 # ------------------------------------------------------------------------ input helpers
 
 
-def _aggregation_tokens(x: torch.Tensor, config: ConvNNConfig, geometry: Geometry) -> torch.Tensor:
-    """Token-major values ``(B, M, C')`` over the candidate grid: padded with zeros in the
-    position basis, with coordinate channels appended when aggregated."""
-    b = x.shape[0]
-    if config.coord_encoding in ("aggregate", "both"):
-        coords = positions.coordinate_channels(geometry.spatial, x.device, x.dtype)
-        x = torch.cat([x, coords.expand(b, *coords.shape)], dim=1)
+def _with_coordinates(x: torch.Tensor, config: ConvNNConfig, geometry: Geometry) -> torch.Tensor:
+    """x ``(B, C, *S)``, with the coordinate channels appended when they are aggregated."""
+    if config.coord_encoding not in ("aggregate", "both"):
+        return x
+    coords = positions.coordinate_channels(geometry.spatial, x.device, x.dtype)
+    return torch.cat([x, coords.expand(x.shape[0], *coords.shape)], dim=1)
+
+
+def _padded_tokens(x: torch.Tensor, geometry: Geometry) -> torch.Tensor:
+    """Token-major values ``(B, M, C)`` over the zero-padded candidate grid (contiguous)."""
+    b, c = x.shape[:2]
     if geometry.has_padding:
         pad: list[int] = []
         for lo, hi in reversed(geometry.padding):
             pad += [lo, hi]
         x = torch.nn.functional.pad(x, pad)
-    return x.reshape(b, x.shape[1], -1).transpose(1, 2)
+    return x.reshape(b, c, -1).transpose(1, 2).contiguous()
 
 
 def _check_attention(

@@ -19,16 +19,22 @@ import torch
 
 @dataclass(frozen=True)
 class ShiftStructure:
-    """``index = base[:, None] + shifts[None, :]``. base ``(Nq,)`` int64; shifts: k ints >= 0."""
+    """``index = base[:, None] + shifts[None, :]`` into a grid of shape ``grid``.
+
+    base ``(Nq,)`` int64; shifts: k ints >= 0. ``box``: when the bases are exactly the points
+    of the box ``[0, box)`` of the grid, row-major (stride-1 queries), its shape, else None.
+    """
 
     base: torch.Tensor
     shifts: tuple[int, ...]
+    grid: tuple[int, ...]
+    box: tuple[int, ...] | None
 
 
-def shift_structure(index: torch.Tensor, num_points: int) -> ShiftStructure | None:
-    """The shift structure of a position table ``(Nq, k)`` into ``num_points`` grid points, or
-    None when it has none or when computing every point between the first and last base
-    would waste more than half the work (strided queries)."""
+def shift_structure(index: torch.Tensor, grid: tuple[int, ...], out: tuple[int, ...]) -> ShiftStructure | None:
+    """The shift structure of a position table ``(Nq, k)`` into the row-major grid ``grid`` with
+    query grid ``out``, or None when it has none or when computing every point between the
+    first and last base would waste more than half the work (strided queries)."""
     if index.dim() != 2 or index.shape[0] == 0:
         return None
     rel = index - index[:, :1]
@@ -41,11 +47,30 @@ def shift_structure(index: torch.Tensor, num_points: int) -> ShiftStructure | No
     span = int(base.max()) - int(base.min()) + 1
     if span > 2 * index.shape[0]:
         return None
-    return ShiftStructure(base=base, shifts=tuple(int(s) for s in shifts))
+    box: tuple[int, ...] | None = None
+    if len(out) == len(grid) and all(o <= g for o, g in zip(out, grid)):
+        flat = torch.zeros((), dtype=torch.int64, device=index.device)
+        for axis, n in enumerate(out):
+            flat = flat[..., None] * grid[axis] + torch.arange(n, device=index.device)
+        if flat.numel() == base.numel() and bool((flat.reshape(-1) == base).all()):
+            box = tuple(out)
+    return ShiftStructure(base=base, shifts=tuple(int(s) for s in shifts), grid=tuple(grid), box=box)
+
+
+def channels_first_grid(x: torch.Tensor, padding: tuple[tuple[int, int], ...]) -> torch.Tensor:
+    """x ``(B, C, *S)`` zero-padded into ``(C, B * M)``, M the padded grid's size: one fill and
+    one copy (the layout `shifted_aggregate` multiplies)."""
+    b, c = x.shape[:2]
+    padded = [s + lo + hi for s, (lo, hi) in zip(x.shape[2:], padding)]
+    grid = x.new_zeros(c, b, *padded)
+    interior = (slice(None), slice(None), *(slice(lo, lo + s) for s, (lo, _) in zip(x.shape[2:], padding)))
+    grid[interior] = x.transpose(0, 1)
+    return grid.reshape(c, -1)
 
 
 def shifted_aggregate(
-    x_padded: torch.Tensor,
+    x2: torch.Tensor,
+    batch: int,
     structure: ShiftStructure,
     weight: torch.Tensor,
     bias: torch.Tensor | None,
@@ -53,22 +78,22 @@ def shifted_aggregate(
 ) -> torch.Tensor:
     """``y[b, :, i] = bias + sum_t W_t x[b, :, base_i + shift_t]`` with ``W_t = weight[..., t]``.
 
-    x_padded ``(B, C_in, M)`` (the padded grid, flattened row-major), weight
-    ``(C_out, C_in/groups, k)`` -> ``(B, C_out, Nq)``.
+    x2 ``(C_in, B * M)`` from `channels_first_grid` (column ``b*M + j`` is grid point j of
+    sample b), weight ``(C_out, C_in/groups, k)`` -> ``(B, C_out, *box)`` when the structure
+    has a box, else ``(B, C_out, Nq)``.
     """
-    b, c_in, m = x_padded.shape
+    c_in = x2.shape[0]
+    m = x2.shape[1] // batch
     c_out = weight.shape[0]
     base, shifts = structure.base, structure.shifts
-    # Channels-first over the whole batch: column b*M + j is point j of sample b. Output column
-    # j of sample b only reads columns b*M + j + shift < (b+1)*M, so slices never cross samples
-    # where it matters.
-    x2 = x_padded.transpose(0, 1).reshape(c_in, b * m)
-    length = (b - 1) * m + int(base.max()) + 1
+    # Output column j of sample b reads columns b*M + j + shift < (b+1)*M only, so the slices
+    # never mix samples where an output is kept.
+    length = (batch - 1) * m + int(base.max()) + 1
     cg_in, cg_out = c_in // groups, c_out // groups
     w = weight.reshape(groups, cg_out, cg_in, -1)
-    xg = x2.reshape(groups, cg_in, b * m)
+    xg = x2.reshape(groups, cg_in, -1)
     # Accumulate in place unless autograd must see every term.
-    inplace = not (torch.is_grad_enabled() and (x_padded.requires_grad or weight.requires_grad))
+    inplace = not (torch.is_grad_enabled() and (x2.requires_grad or weight.requires_grad))
     out: torch.Tensor | None = None
     for t, shift in enumerate(shifts):
         xs = xg[:, :, shift : shift + length]  # (groups, C_in/groups, length)
@@ -90,8 +115,15 @@ def shifted_aggregate(
                 out = out.baddbmm_(wt, xs) if inplace else torch.baddbmm(out, wt, xs)
     assert out is not None
     out = out.reshape(c_out, length)
-    columns = (torch.arange(b, device=base.device)[:, None] * m + base[None, :]).reshape(-1)
-    y = out.index_select(1, columns).reshape(c_out, b, -1).transpose(0, 1)
-    if bias is not None:
-        y = y + bias[:, None]
-    return y
+    if structure.box is not None:
+        # The kept columns form a box of each sample's grid: view it, one copy to (B, C_out, *box).
+        grid_strides = [1] * len(structure.grid)
+        for axis in range(len(structure.grid) - 2, -1, -1):
+            grid_strides[axis] = grid_strides[axis + 1] * structure.grid[axis + 1]
+        view = out.as_strided((c_out, batch, *structure.box), (out.stride(0), m, *grid_strides))
+        y = view.transpose(0, 1)
+        shape = (1, c_out) + (1,) * len(structure.box)
+        return y.contiguous() if bias is None else y + bias.reshape(shape)
+    columns = (torch.arange(batch, device=base.device)[:, None] * m + base[None, :]).reshape(-1)
+    y = out.index_select(1, columns).reshape(c_out, batch, -1).transpose(0, 1)
+    return y if bias is None else y + bias[:, None]

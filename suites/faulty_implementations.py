@@ -16,6 +16,8 @@ Wrong values (the report must name the failing properties and their counterexamp
 Broken in other ways (the run must go on and say what happened):
 - `Raises`: every call raises, as a kernel built for another device would.
 - `WrongShape`: outputs one extra trailing element. `NaNOutput`: one NaN in every output.
+- `WrongDtype`: the image form answers in the other precision (float64 for float32 inputs,
+  float32 for float64 ones): right values, wrong dtype.
 - `OutOfMemory`: attention raises ``torch.OutOfMemoryError``.
 - `Hangs`: dense attention (k = Nk) never returns.
 - `Segfaults`: the 2-D image form kills its process with SIGSEGV.
@@ -168,6 +170,17 @@ class WrongShape(_Delegating):
     def attention(self, q, k, v, config, *, allowed=None, generator=None):  # type: ignore[no-untyped-def]
         y = super().attention(q, k, v, config, allowed=allowed, generator=generator)
         return torch.cat([y, y[..., :1]], dim=-1)
+
+
+class WrongDtype(_Delegating):
+    """The image form's output in the other precision: float64 <-> float32 (others unchanged)."""
+
+    name = "wrong-dtype"
+
+    def convnn(self, x, weight, bias, config, *, generator=None):  # type: ignore[no-untyped-def]
+        y = super().convnn(x, weight, bias, config, generator=generator)
+        other = {torch.float32: torch.float64, torch.float64: torch.float32}
+        return y.to(other.get(y.dtype, y.dtype))
 
 
 class NaNOutput(_Delegating):

@@ -11,12 +11,21 @@ knobs) and an integer *seed*; tensors are filled afterwards from a seeded ``torc
   key padding), KVT k, scale.
 - `general_cases`: every knob of `ConvNNConfig` (SPEC §2) on inputs small enough for the naive
   oracle (at most `MAX_ORACLE_TOKENS` tokens).
+
+Steering: inside `steering(capabilities)` (the test runner sets it to the implementation under
+test's), every choice of a knob is drawn among the values the implementation supports, when
+there are any (otherwise among all, and the property filters the example out with the reason).
+Outside it, or with capabilities that restrict nothing, the draws are unchanged.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from hypothesis import strategies as st
@@ -24,9 +33,53 @@ from hypothesis import strategies as st
 import convnn_ref as cr
 from convnn_ref.config import ConvNNConfig
 
+if TYPE_CHECKING:
+    from suites.implementations import Capabilities
+
+T = TypeVar("T")
+
 DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
 MAX_ORACLE_TOKENS = 36
 SEEDS = st.integers(0, 2**31 - 1)
+
+_steering: ContextVar[Capabilities | None] = ContextVar("steering", default=None)
+
+
+@contextmanager
+def steering(capabilities: Capabilities | None) -> Iterator[None]:
+    """Draw the strategies of this module within ``capabilities`` while the block runs."""
+    token = _steering.set(capabilities)
+    try:
+        yield
+    finally:
+        _steering.reset(token)
+
+
+def _allowed(field_name: str) -> tuple[object, ...] | None:
+    caps = _steering.get()
+    return None if caps is None else getattr(caps, field_name)
+
+
+def _choose(draw: st.DrawFn, options: Sequence[T], field_name: str | None = None, *, allowed: object = None) -> T:
+    """``sampled_from(options)`` narrowed to the steering capabilities' ``field_name`` (or
+    ``allowed``) when that leaves any option."""
+    accepted = allowed if field_name is None else _allowed(field_name)
+    pool = [o for o in options if accepted is None or o in accepted]  # type: ignore[operator]
+    return draw(st.sampled_from(pool or list(options)))
+
+
+def _flag(name: str) -> bool:
+    """A boolean capability (stride, padding, dilation, masks); True outside steering."""
+    caps = _steering.get()
+    return True if caps is None else bool(getattr(caps, name))
+
+
+@st.composite
+def steered_dtypes(draw: st.DrawFn, options: Sequence[torch.dtype] = ()) -> torch.dtype:
+    """One of ``options``, among the dtypes the steering capabilities support when any is."""
+    names = _allowed("dtypes")
+    pool = [d for d in options if names is None or str(d).replace("torch.", "") in names]
+    return draw(st.sampled_from(pool or list(options)))
 
 
 def randn(shape: tuple[int, ...], seed: int, dtype: torch.dtype, device: str = "cpu") -> torch.Tensor:
@@ -114,13 +167,13 @@ def conv_cases(
     paddings: tuple[str, ...] = ("int", "tuple", "valid", "same"),
 ) -> ConvCase:
     """A valid ``nn.ConvNd`` configuration. ``depthwise=True`` forces ``groups = C_in``."""
-    d = draw(st.sampled_from(dims))
+    d = _choose(draw, dims, "spatial_dims")
     max_k = {1: 5, 2: 4, 3: 3}[d]
     max_s = {1: 2 * max_size, 2: max_size + 4, 3: 5}[d]
     kernel = tuple(draw(st.integers(1, max_k)) for _ in range(d))
-    kind = draw(st.sampled_from(paddings))
-    stride = tuple(1 if kind == "same" else draw(st.integers(1, 2)) for _ in range(d))
-    dilation = tuple(draw(st.integers(1, 2)) for _ in range(d))
+    kind = _choose(draw, paddings, allowed=None if _flag("padding") else ("valid",))
+    stride = tuple(1 if kind == "same" or not _flag("stride") else draw(st.integers(1, 2)) for _ in range(d))
+    dilation = tuple(draw(st.integers(1, 2)) if _flag("dilation") else 1 for _ in range(d))
     span = [dl * (k - 1) + 1 for k, dl in zip(kernel, dilation)]
     if kind == "valid":
         pads = [0] * d
@@ -228,7 +281,7 @@ def attention_cases(
         nk=nk,
         dim=draw(st.integers(1, 8)),
         vdim=draw(st.integers(1, 8)),
-        mask=draw(st.sampled_from(masks)),
+        mask=_choose(draw, masks, allowed=None if _flag("masks") else ("none",)),
         topk=draw(st.integers(1, nk)),
         scale=draw(st.none() | st.floats(0.05, 2.0)),
         seed=draw(SEEDS),
@@ -298,17 +351,21 @@ def general_cases(
     dims: tuple[int, ...] = (1, 2),
     candidates: tuple[str, ...] = ("all", "random", "grid"),
     max_tokens: int = MAX_ORACLE_TOKENS,
+    self_slots: tuple[str, ...] = ("candidate", "forced"),
 ) -> GeneralCase:
     """Any valid ConvNN configuration (every knob of SPEC §2) on at most ``max_tokens`` tokens."""
-    d = draw(st.sampled_from(dims))
-    basis = draw(st.sampled_from(bases))
+    d = _choose(draw, dims, "spatial_dims")
+    basis = _choose(draw, bases, "bases")
+    caps = _steering.get()
+    if caps is not None and caps.max_tokens is not None:
+        max_tokens = max(1, min(max_tokens, caps.max_tokens))
     side = max(1, int(max_tokens ** (1 / d)))
     spatial = tuple(draw(st.integers(1, side)) for _ in range(d))
     n = math.prod(spatial)
-    cand = draw(st.sampled_from(candidates))
+    cand = _choose(draw, candidates, "candidates")
     kw: dict[str, object] = {"basis": basis, "candidates": cand}
-    stride = tuple(draw(st.integers(1, 2)) for _ in range(d))
-    self_slot = draw(st.sampled_from(("candidate", "forced")))
+    stride = tuple(draw(st.integers(1, 2)) if _flag("stride") else 1 for _ in range(d))
+    self_slot = _choose(draw, self_slots, "self_slots")
     if self_slot == "forced":
         stride = (1,) * d
     kw["stride"] = stride
@@ -316,8 +373,8 @@ def general_cases(
     dilation = (1,) * d
     kernel = (1,) * d
     if basis == "position":
-        kw["metric"] = draw(st.sampled_from(("chebyshev", "euclidean")))
-        kw["coordinates"] = draw(st.sampled_from(("integer", "normalized")))
+        kw["metric"] = _choose(draw, ("chebyshev", "euclidean"), "metrics")
+        kw["coordinates"] = _choose(draw, ("integer", "normalized"), "coordinates")
         if draw(st.booleans()):
             kernel = tuple(
                 draw(st.integers(1, min(3, s)) if self_slot == "candidate" else st.sampled_from((1, 3)))
@@ -328,19 +385,20 @@ def general_cases(
             kw["kernel_size"] = kernel
             kw["kernel_scaled"] = draw(st.booleans())
         if cand == "all" and self_slot == "candidate":
-            dilation = tuple(draw(st.integers(1, 2)) for _ in range(d))
-            pads = [(draw(st.integers(0, 1)), draw(st.integers(0, 1))) for _ in range(d)]
+            dilation = tuple(draw(st.integers(1, 2)) if _flag("dilation") else 1 for _ in range(d))
+            pad = st.integers(0, 1) if _flag("padding") else st.just(0)
+            pads = [(draw(pad), draw(pad)) for _ in range(d)]
             spatial = tuple(max(s, dl * (k - 1) + 1) for s, k, dl in zip(spatial, kernel, dilation))
             n = math.prod(spatial)
             kw["dilation"] = dilation
             kw["padding"] = tuple(pads)
-        kw["slot_order"] = draw(st.sampled_from(("rank", "offset"))) if self_slot == "candidate" else "rank"
-        kw["coord_encoding"] = draw(st.sampled_from(("none", "aggregate")))  # scoring ignores coordinates here
+        kw["slot_order"] = _choose(draw, ("rank", "offset"), "slot_orders") if self_slot == "candidate" else "rank"
+        kw["coord_encoding"] = _choose(draw, ("none", "aggregate"), "coord_encodings")  # scoring ignores coordinates here
     else:
-        kw["similarity"] = draw(st.sampled_from(("cosine", "euclidean", "dot", "scaled_dot")))
+        kw["similarity"] = _choose(draw, ("cosine", "euclidean", "dot", "scaled_dot"), "similarities")
         kw["scale"] = draw(st.none() | st.floats(0.1, 2.0))
         if basis == "hybrid":
-            kw["coordinates"] = draw(st.sampled_from(("integer", "normalized")))
+            kw["coordinates"] = _choose(draw, ("integer", "normalized"), "coordinates")
             # lambda = 0 scores coordinates alone, full of geometric ties; they stay exact ties
             # only for integer coordinates under an exact similarity (not cosine), otherwise
             # rounding orders them differently in every implementation (SPEC §3.1, ties).
@@ -348,7 +406,7 @@ def general_cases(
             # A tiny lambda > 0 is a near-tie below float64 resolution: keep lambda >= 0.05.
             zero = st.just(0.0) if exact else st.nothing()
             kw["hybrid_lambda"] = draw(zero | st.floats(0.05, 1.0))
-        kw["coord_encoding"] = draw(st.sampled_from(("none", "score", "aggregate", "both")))
+        kw["coord_encoding"] = _choose(draw, ("none", "score", "aggregate", "both"), "coord_encodings")
     kw["self_slot"] = self_slot
     # candidate count available to every query
     if cand == "random":
@@ -371,12 +429,12 @@ def general_cases(
         available = n
     k = draw(st.integers(1, max(1, min(available, 9))) | st.just(available))
     kw["k"] = k
-    kw["rho"] = draw(st.sampled_from(("ones", "softmax", "scores")))
+    kw["rho"] = _choose(draw, ("ones", "softmax", "scores"), "rhos")
     kw["rho_scale"] = draw(st.floats(0.25, 4.0))
     coord_extra = d if kw.get("coord_encoding") in ("aggregate", "both") else 0
     c_in = draw(st.integers(1, 3))
     c_eff = c_in + coord_extra
-    kernel_kind = draw(st.sampled_from(("full", "grouped", "sum")))
+    kernel_kind = _choose(draw, ("full", "grouped", "sum"), "kernels")
     groups = 1
     if kernel_kind == "grouped":
         divisors = [g for g in range(1, c_eff + 1) if c_eff % g == 0]
@@ -403,4 +461,6 @@ __all__ = [
     "conv_cases",
     "general_cases",
     "randn",
+    "steered_dtypes",
+    "steering",
 ]

@@ -40,6 +40,7 @@ EXPECTED: dict[str, tuple[str, dict[str, tuple[str, str | None]]]] = {
     "raises": (f"{FAULTY}:Raises", {p: ("failed", "raised") for p in ALL}),
     "hangs": (f"{FAULTY}:Hangs", {DENSE: ("timeout", None)}),
     "segfaults": (f"{FAULTY}:Segfaults", {CONV2D: ("crashed", None)}),
+    "wrong-dtype": (f"{FAULTY}:WrongDtype", {CONV2D: ("failed", "dtype"), CONV1D: ("failed", "dtype")}),
 }
 WRONG_VALUES = ("flipped-taps", "off-by-one-padding", "wrong-softmax-axis", "wrong-tie-rule")
 
@@ -102,9 +103,12 @@ def test_wrong_values_come_with_counterexample_and_replay(smoke_run: tuple[Path,
 
 
 def test_reference_and_skips(smoke_run: tuple[Path, int]) -> None:
-    """The reference passes everything; torch-ops skips what it does not declare, with the reason."""
+    """The reference passes everything, with its measured errors; torch-ops skips what it does not
+    declare, with the reason."""
     out, _ = smoke_run
     assert "**Every applicable property holds** (4 passed" in (out / "reference" / "summary.md").read_text()
+    for prop, row in _matrix(out / "reference").items():  # passes report their worst error too
+        assert 0.0 <= float(row["max_error"]) <= float(row["bound"]), f"{prop}: {row}"
     ties = _matrix(out / "torch-ops")[TIES]
     assert ties["reason"] == "torch-ops: SDPA covers only scaled_dot + softmax + sum"
     assert "| torch-ops: SDPA covers only scaled_dot + softmax + sum | 1 |" in (out / "torch-ops" / "summary.md").read_text()
@@ -208,6 +212,7 @@ def test_failure_kind_of_the_suites_messages() -> None:
     NaN, a selection, out of memory, an exception of the implementation."""
     assert failures.failure_kind("AssertionError", _message(torch.zeros(2, 4, dtype=torch.float64))) == "shape"
     assert failures.failure_kind("AssertionError", _message(torch.full((2, 3), float("nan"), dtype=torch.float64))) == "nan"
+    assert failures.failure_kind("AssertionError", _message(torch.zeros(2, 3, dtype=torch.float32))) == "dtype"
     selection = tolerance.describe("p", None, "selected set differs from the top-k on an unambiguous row", [])
     assert failures.failure_kind("AssertionError", selection) == "selection"
     assert failures.failure_kind("OutOfMemoryError", "CUDA out of memory") == "oom"
@@ -242,3 +247,13 @@ def test_runner_internals_are_not_collected(pytestconfig: pytest.Config) -> None
     assert len(internal) > 5
     for path in internal:
         assert not any(fnmatch.fnmatch(path.name, p) for p in patterns), path
+
+
+def test_replay_line_keeps_the_impl_options_before_the_comment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside the ci profile the replay line ends in a comment; the --impl options come before it."""
+    monkeypatch.setenv("HYPOTHESIS_PROFILE", "dev")
+    monkeypatch.setattr(tolerance, "_replay_options", ["--impl", "pkg.mod:Impl"])
+    line = tolerance.replay_command()
+    command, _, comment = line.partition("#")
+    assert "--impl pkg.mod:Impl" in command and "not derandomized" in comment
+    assert failures.parse_message(f"  replay: {line}")["replay"] == line

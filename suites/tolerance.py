@@ -13,7 +13,13 @@ Rule, for an output and for every gradient:
   (summation error of a random-order sum), at that magnitude too.
 
 A failure names the property, the case (config and seed), the worst element (index, cand, gold,
-base), both errors and the bound, and one command that replays it.
+base), both errors and the bound, and one command that replays it. An output (or gradient) in
+another dtype or on another device than expected fails too.
+
+Passing checks are measured: inside `measuring()`, the check closest to its bound (largest
+``max_error / bound``) over all of a test's examples is kept, so that the runner can report
+``max_error``, ``base_error`` and ``bound`` of passing properties (conftest records them with
+pytest's ``record_property`` mechanism).
 """
 
 from __future__ import annotations
@@ -21,7 +27,10 @@ from __future__ import annotations
 import math
 import os
 import shlex
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 
 import torch
 
@@ -34,6 +43,51 @@ _replay_options: list[str] = []
 def set_replay_options(options: Sequence[str]) -> None:
     """Extra pytest options the replay line must carry (``--impl`` specs); set by conftest."""
     _replay_options[:] = list(options)
+
+
+@dataclass
+class Measurement:
+    """The worst passing check of a test so far (by ``max_error / bound``)."""
+
+    max_error: float = 0.0
+    base_error: float = 0.0
+    bound: float = math.inf
+    checks: int = 0
+
+    def add(self, max_error: float, base_error: float, bound: float) -> None:
+        self.checks += 1
+        if self.checks == 1 or _ratio(max_error, bound) > _ratio(self.max_error, self.bound):
+            self.max_error, self.base_error, self.bound = max_error, base_error, bound
+
+    def properties(self) -> list[tuple[str, float]]:
+        """``(name, value)`` pairs for ``record_property``; empty when nothing was checked."""
+        if not self.checks:
+            return []
+        return [("max_error", self.max_error), ("base_error", self.base_error), ("bound", self.bound)]
+
+
+def _ratio(err: float, bound: float) -> float:
+    return err / bound if bound > 0 else (math.inf if err > 0 else 0.0)
+
+
+_measurement: ContextVar[Measurement | None] = ContextVar("measurement", default=None)
+
+
+@contextmanager
+def measuring() -> Iterator[Measurement]:
+    """Collect the worst passing check of the checks run inside the block."""
+    m = Measurement()
+    token = _measurement.set(m)
+    try:
+        yield m
+    finally:
+        _measurement.reset(token)
+
+
+def _measure(max_error: float, base_error: float, bound: float) -> None:
+    m = _measurement.get()
+    if m is not None:
+        m.add(max_error, base_error, bound)
 
 
 def eps(dtype: torch.dtype) -> float:
@@ -54,9 +108,10 @@ def replay_command() -> str:
     profile = os.environ.get("HYPOTHESIS_PROFILE", "dev")
     extra = " ".join(shlex.quote(o) for o in _replay_options)
     line = f"HYPOTHESIS_PROFILE={profile} PYTHONPATH=. python -m pytest {shlex.quote(current)} -p no:cacheprovider"
+    line = f"{line} {extra}".rstrip()
     if profile != "ci":
         line += "  # not derandomized: add the @reproduce_failure blob printed above, or use HYPOTHESIS_PROFILE=ci"
-    return f"{line} {extra}".rstrip()
+    return line
 
 
 def describe(prop: str, case: object, what: str, lines: Sequence[str]) -> str:
@@ -79,8 +134,18 @@ def check(
     reduction: int,
     case: object,
     what: str = "output",
+    device: str | torch.device | None = None,
 ) -> None:
-    """Assert SPEC §4's rule for one tensor (an output or a gradient) and explain a failure."""
+    """Assert SPEC §4's rule for one tensor (an output or a gradient) and explain a failure.
+
+    ``cand`` must be in ``dtype`` and, when ``device`` is given, on that device (type and index
+    when the index is given)."""
+    if cand.dtype != dtype:
+        raise AssertionError(
+            describe(prop, case, f"{what}: dtype {_name(cand.dtype)} != expected {_name(dtype)}", [])
+        )
+    if device is not None and not _same_device(cand.device, torch.device(device)):
+        raise AssertionError(describe(prop, case, f"{what}: on device {cand.device} != expected {device}", []))
     cand64, base64, gold64 = _as_gold(cand), _as_gold(base), _as_gold(gold)
     if cand64.shape != gold64.shape:
         raise AssertionError(
@@ -105,6 +170,7 @@ def check(
     fl = floor(gold64.masked_fill(~finite, 0.0), dtype, reduction)
     bound = BASE_FACTOR * base_max + fl
     if cand_max <= bound:
+        _measure(cand_max, base_max, bound)
         return
     flat = int(err.argmax())
     idx = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), err.shape))
@@ -116,6 +182,14 @@ def check(
     raise AssertionError(describe(prop, case, f"{what} differs from gold", lines))
 
 
+def _name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def _same_device(got: torch.device, expected: torch.device) -> bool:
+    return got.type == expected.type and (expected.index is None or got.index in (None, expected.index))
+
+
 def check_gradients(
     prop: str,
     cand: dict[str, torch.Tensor | None],
@@ -125,6 +199,7 @@ def check_gradients(
     dtype: torch.dtype,
     reductions: dict[str, int],
     case: object,
+    device: str | torch.device | None = None,
 ) -> None:
     """`check` on every gradient by name (``grad x``, ``grad weight``, ...)."""
     for name, g in gold.items():
@@ -134,7 +209,9 @@ def check_gradients(
         if c is None:
             raise AssertionError(describe(prop, case, f"grad {name} is None but gold has one", []))
         assert b is not None
-        check(prop, c, b, g, dtype=dtype, reduction=reductions.get(name, 1), case=case, what=f"grad {name}")
+        check(
+            prop, c, b, g, dtype=dtype, reduction=reductions.get(name, 1), case=case, what=f"grad {name}", device=device
+        )
 
 
 def check_exact(prop: str, a: torch.Tensor, b: torch.Tensor, *, case: object, what: str) -> None:
@@ -170,8 +247,10 @@ def check_selection(
     picked = scores.gather(-1, cand_index.to(scores.device).long())
     got = picked.sort(dim=-1, descending=True).values
     reported = cand_score.double().sort(dim=-1, descending=True).values
+    worst = 0.0
     for label, value in (("scores of the selected candidates", got), ("reported scores", reported)):
         diff = (value - gold_top).abs()
+        worst = max(worst, float(diff.max()) if diff.numel() else 0.0)
         if float(diff.max()) > atol:
             idx = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
             raise AssertionError(
@@ -199,3 +278,4 @@ def check_selection(
                 [f"row {row}: cand {sorted(cand_index[row].tolist())} vs gold {sorted(gold_idx[row].tolist())}"],
             )
         )
+    _measure(worst, 0.0, atol)

@@ -149,7 +149,6 @@ class Recorder:
         self._items: dict[str, pytest.Item] = {}
         self._timed_out: set[str] = set()
         self._specs: list[str] = []
-        self._impls: list[object] = []
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
@@ -184,7 +183,6 @@ class Recorder:
             },
         )
         self._items = {i.nodeid: i for i in items}
-        self._impls = list({id(p): p for i in items if (p := _impl_of(i)) is not None}.values())
         if not self.resume:
             return
         done = set(records.summarize(records.read(self.path)).finished)
@@ -194,15 +192,12 @@ class Recorder:
             items[:] = keep
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        """The contract's optional ``teardown()``, once per implementation after its tests."""
-        for impl in self._impls:
-            teardown = getattr(impl, "teardown", None)
-            if not callable(teardown):
-                continue
-            try:
-                teardown()
-            except Exception as exc:
-                records.append(self.path, {"event": "teardown-error", "impl": getattr(impl, "name", None), "error": repr(exc)})
+        """What the contract's optional ``teardown()`` raised: the ``impl`` fixture (conftest.py)
+        calls it once per implementation after its tests and leaves its errors here."""
+        from conftest import TEARDOWN_ERRORS
+
+        for name, error in session.config.stash.get(TEARDOWN_ERRORS, []):
+            records.append(self.path, {"event": "teardown-error", "impl": name, "error": error})
 
     def pytest_runtest_logstart(self, nodeid: str, location: object) -> None:
         records.append(self.path, {"event": "start", "nodeid": nodeid})

@@ -165,9 +165,12 @@ def summary_markdown(report: ImplReport) -> str:
     if passed:
         errors = any(row.get("max_error") is not None for row in passed)
         lines += ["## Passed", "", f"<details><summary>{len(passed)} tests</summary>", ""]
-        lines += ["| property | examples | max error |", "|---|---:|---:|"] if errors else ["| property | examples |", "|---|---:|"]
+        # max error and bound of the example closest to its bound (suites.tolerance.Measurement)
+        header = ["| property | examples | max error | bound |", "|---|---:|---:|---:|"]
+        lines += header if errors else ["| property | examples |", "|---|---:|"]
         for row in passed:
-            cells = [f"`{row['property']}`", _num(row.get("examples")), *([_num(row.get("max_error"))] if errors else [])]
+            measured = [_num(row.get("max_error")), _num(row.get("bound"))] if errors else []
+            cells = [f"`{row['property']}`", _num(row.get("examples")), *measured]
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", "</details>", ""]
     if report.without_impl:

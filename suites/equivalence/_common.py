@@ -1,33 +1,98 @@
-"""Helpers shared by the property files: devices, dtypes, capability skips, PyTorch baselines
-and gradients."""
+"""Helpers shared by the property files: devices, dtypes, capability filtering, PyTorch
+baselines and gradients."""
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import strategies as st
+from hypothesis import assume
+from hypothesis.control import currently_in_test_context
+from hypothesis.errors import Unsatisfiable
 
 from conftest import available_devices
 from convnn_ref.config import ConvNNConfig
 from suites.implementations import Implementation
-from suites.strategies import DTYPES, ConvCase
+from suites.strategies import DTYPES, ConvCase, steered_dtypes
 
 DEVICES = available_devices()
-dtypes = st.sampled_from(DTYPES)
+dtypes = steered_dtypes(DTYPES)
 LOW_DTYPES = (torch.float16, torch.bfloat16)
+#: Capability rejections, with no example accepted yet, after which a property is skipped whole.
+MAX_REJECTIONS = 200
+
+
+@dataclass
+class CapabilityLog:
+    """One test's capability filtering: the reasons examples were rejected, and how many were accepted."""
+
+    reasons: Counter[str] = field(default_factory=Counter)
+    accepted: int = 0
+
+    def skip_reason(self, name: str) -> str:
+        """The skip message: the most frequent reasons, most frequent first."""
+        top = "; ".join(r for r, _ in self.reasons.most_common(3))
+        return f"{name}: no example within its capabilities ({top})"
+
+
+_log: ContextVar[CapabilityLog | None] = ContextVar("capability_log", default=None)
+
+
+@contextmanager
+def capability_filtering(name: str) -> Iterator[CapabilityLog]:
+    """Scope of one test call: collects `skip_outside`'s rejections, and turns Hypothesis'
+    `Unsatisfiable` (every example rejected) into a skip with the capability reasons."""
+    log = CapabilityLog()
+    token = _log.set(log)
+    try:
+        yield log
+    except Unsatisfiable:
+        if log.accepted or not log.reasons:
+            raise
+        pytest.skip(log.skip_reason(name))
+    finally:
+        _log.reset(token)
 
 
 def skip_outside(
     impl: Implementation, config: ConvNNConfig, *, form: str, dtype: torch.dtype, device: str, **kw: object
 ) -> None:
-    """Skip (with the implementation's reason) when the case is outside its capabilities."""
-    reason = impl.capabilities.reason(config, form=form, dtype=dtype, device=device, **kw)  # type: ignore[arg-type]
-    if reason is not None:
-        pytest.skip(f"{impl.name}: {reason}")
+    """Reject an example outside the implementation's capabilities.
+
+    Inside ``@given`` this filters the one example (`hypothesis.assume`): the property goes on
+    with the next. The whole test is skipped, with the reason, only when its fixed structure
+    cannot apply (form or device) or when no example at all has been within the capabilities
+    (`MAX_REJECTIONS` rejections in a row from the start, or Hypothesis found none: see
+    `capability_filtering`). Outside ``@given`` it skips the test.
+    """
+    caps = impl.capabilities
+    structural = None
+    if form not in caps.forms:
+        structural = f"form {form!r} not supported (supports {caps.forms})"
+    elif device.split(":")[0] not in caps.devices:
+        structural = f"device {device} not supported (supports {caps.devices})"
+    reason = structural or caps.reason(config, form=form, dtype=dtype, device=device, **kw)  # type: ignore[arg-type]
+    log = _log.get()
+    if not currently_in_test_context() or structural is not None:
+        if reason is not None:
+            pytest.skip(f"{impl.name}: {reason}")
+        return
+    if reason is None:
+        if log is not None:
+            log.accepted += 1
+        return
+    if log is not None:
+        log.reasons[reason] += 1
+        if not log.accepted and log.reasons.total() >= MAX_REJECTIONS:
+            pytest.skip(log.skip_reason(impl.name))
+    assume(False)
 
 
 def torch_conv(case: ConvCase, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

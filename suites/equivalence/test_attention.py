@@ -43,7 +43,7 @@ def _sdpa_property(prop: str, impl: Implementation, case: AttentionCase, dtype: 
     base = _sdpa(t["q"], t["k"], t["v"], allowed, case.scale)
     g = promote(t)
     gold = _sdpa(g["q"], g["k"], g["v"], None if allowed is None else allowed.cpu(), case.scale)  # type: ignore[arg-type]
-    tolerance.check(prop, cand, base, gold, dtype=dtype, reduction=case.nk * case.dim, case=case)
+    tolerance.check(prop, cand, base, gold, dtype=dtype, reduction=case.nk * case.dim, case=case, device=device)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -121,7 +121,7 @@ def test_cross_attention(impl: Implementation, device: str, case: AttentionCase,
     base = _sdpa(q, t["k"], t["v"], allowed, case.scale)
     g = promote({**t, "q": q})
     gold = _sdpa(g["q"], g["k"], g["v"], None if allowed is None else allowed.cpu(), case.scale)  # type: ignore[arg-type]
-    tolerance.check("test_cross_attention", cand, base, gold, dtype=dtype, reduction=case.nk * case.dim, case=case)
+    tolerance.check("test_cross_attention", cand, base, gold, dtype=dtype, reduction=case.nk * case.dim, case=case, device=device)
 
 
 # --------------------------------------------------------------------------- nn.MultiheadAttention

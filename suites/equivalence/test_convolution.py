@@ -27,7 +27,7 @@ def _conv_property(prop: str, impl: Implementation, case: ConvCase, dtype: torch
     cand = impl.convnn(t["x"], w.reshape(w.shape[0], w.shape[1], -1), t["bias"], config)
     base = torch_conv(case, t["x"], w, t["bias"])  # type: ignore[arg-type]
     gold = torch_conv(case, **promote(t))  # type: ignore[arg-type]
-    tolerance.check(prop, cand, base, gold, dtype=dtype, reduction=case.reduction, case=case)
+    tolerance.check(prop, cand, base, gold, dtype=dtype, reduction=case.reduction, case=case, device=device)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -44,7 +44,7 @@ def test_conv_gradients_every_dtype(impl: Implementation, device: str, case: Con
     gold, gold_g = with_grads(lambda **kw: torch_conv(case, **kw), promote(t), case.seed, dtype)
     reductions = _conv_reductions(case, gold[0, 0].numel())
     tolerance.check_gradients(
-        "test_conv_gradients_every_dtype", cand_g, base_g, gold_g, dtype=dtype, reductions=reductions, case=case
+        "test_conv_gradients_every_dtype", cand_g, base_g, gold_g, dtype=dtype, reductions=reductions, case=case, device=device
     )
 
 
@@ -75,7 +75,7 @@ def test_attention_gradients_every_dtype(
     # softmax backward: a sum over the keys of (dO . v) terms, each a sum over Dv; then over D
     red = {"q": case.nk * (case.vdim + case.dim), "k": case.nq * case.nk * (case.vdim + case.dim), "v": case.nq}
     tolerance.check_gradients(
-        "test_attention_gradients_every_dtype", cand_g, base_g, gold_g, dtype=dtype, reductions=red, case=case
+        "test_attention_gradients_every_dtype", cand_g, base_g, gold_g, dtype=dtype, reductions=red, case=case, device=device
     )
 
 
@@ -105,7 +105,7 @@ def test_kvt_gradients_every_dtype(impl: Implementation, device: str, case: Atte
     _, gold_g = with_grads(kvt, promote(t), case.seed, dtype)
     red = {"q": case.nk * (case.vdim + case.dim), "k": case.nq * case.nk * (case.vdim + case.dim), "v": case.nq}
     tolerance.check_gradients(
-        "test_kvt_gradients_every_dtype", cand_g, base_g, gold_g, dtype=dtype, reductions=red, case=case
+        "test_kvt_gradients_every_dtype", cand_g, base_g, gold_g, dtype=dtype, reductions=red, case=case, device=device
     )
 
 
@@ -163,7 +163,7 @@ def test_gradients_vs_oracle(impl: Implementation, device: str, case: GeneralCas
     n = math.prod(case.spatial) * case.batch
     red = {"x": c.k * max(case.out_channels, 1) * n, "weight": n, "bias": n}
     tolerance.check_gradients(
-        "test_gradients_vs_oracle", cand_g, gold_g, gold_g, dtype=torch.float64, reductions=red, case=case
+        "test_gradients_vs_oracle", cand_g, gold_g, gold_g, dtype=torch.float64, reductions=red, case=case, device=device
     )
 
 

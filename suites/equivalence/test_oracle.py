@@ -6,6 +6,8 @@ base = the oracle in the test dtype."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import example, given, settings
@@ -25,14 +27,14 @@ def _image_property(prop: str, impl: Implementation, case: GeneralCase, dtype: t
     """cand = impl.convnn in dtype; gold = oracle in float64 on promoted inputs; base = oracle in dtype."""
     c = case.config
     skip_outside(
-        impl, c, form="image", dtype=dtype, device=device, spatial_dims=len(case.spatial), num_tokens=len(case.spatial)
+        impl, c, form="image", dtype=dtype, device=device, spatial_dims=len(case.spatial), num_tokens=math.prod(case.spatial)
     )
     t = case.tensors(dtype, device)
     cand = impl.convnn(t["x"], t["weight"], t["bias"], c, generator=case.generator())
     gold = naive_convnn(**promote(t), config=c, generator=case.generator())  # type: ignore[arg-type]
     cpu = {n: None if v is None else v.cpu() for n, v in t.items()}
     base = gold if dtype == torch.float64 else naive_convnn(**cpu, config=c, generator=case.generator())  # type: ignore[arg-type]
-    tolerance.check(prop, cand, base, gold, dtype=dtype, reduction=c.k * case.aggregated_channels, case=case)
+    tolerance.check(prop, cand, base, gold, dtype=dtype, reduction=c.k * case.aggregated_channels, case=case, device=device)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -82,7 +84,7 @@ def test_hybrid_vs_oracle(impl: Implementation, device: str, case: GeneralCase) 
 
 @pytest.mark.parametrize("device", DEVICES)
 @settings(max_examples=ORACLE_EXAMPLES)
-@given(case=general_cases(bases=("feature", "hybrid")).filter(lambda c: c.config.self_slot == "forced"))
+@given(case=general_cases(bases=("feature", "hybrid"), self_slots=("forced",)))
 def test_forced_self_vs_oracle(impl: Implementation, device: str, case: GeneralCase) -> None:
     """Forcing the query into slot 0 gives the oracle's output (feature and hybrid bases)."""
     _image_property("test_forced_self_vs_oracle", impl, case, torch.float64, device)
@@ -158,7 +160,7 @@ def test_attention_form_vs_oracle(impl: Implementation, device: str, p: dict) ->
     gold = naive_attention(
         q.cpu(), k.cpu(), v.cpu(), c, allowed=allowed, generator=torch.Generator().manual_seed(s + 7)
     )
-    tolerance.check("test_attention_form_vs_oracle", cand, gold, gold, dtype=f64, reduction=c.k * p["dv"], case=p)
+    tolerance.check("test_attention_form_vs_oracle", cand, gold, gold, dtype=f64, reduction=c.k * p["dv"], case=p, device=device)
 
 
 @pytest.mark.parametrize(

@@ -44,8 +44,10 @@ def test_k_larger_than_candidates_is_an_error(impl: Implementation, n: int, extr
 def test_k_larger_than_keys_is_an_error(impl: Implementation) -> None:
     """In the sequence form, k above the number of keys raises ValueError naming k."""
     q = _x((1, 3, 2))
+    config = cr.kvt_config(4)
+    skip_outside(impl, config, form="attention", dtype=F64, device="cpu")
     with pytest.raises(ValueError, match=r"k="):
-        impl.attention(q, q, q, cr.kvt_config(4))
+        impl.attention(q, q, q, config)
 
 
 def test_groups_not_dividing_channels(impl: Implementation) -> None:
@@ -156,8 +158,10 @@ def test_random_candidates_need_a_generator(impl: Implementation) -> None:
 def test_mask_wrong_dtype(impl: Implementation) -> None:
     """A non-boolean `allowed` mask raises TypeError naming allowed."""
     q = _x((1, 3, 2))
+    config = cr.kvt_config(2)
+    skip_outside(impl, config, form="attention", dtype=F64, device="cpu", masked=True)
     with pytest.raises(TypeError, match="allowed"):
-        impl.attention(q, q, q, cr.kvt_config(2), allowed=torch.ones(1, 3, 3))
+        impl.attention(q, q, q, config, allowed=torch.ones(1, 3, 3))
 
 
 def test_from_conv_refuses_transposed() -> None:
