@@ -36,11 +36,20 @@ from convnn_ref.validation import check_k, check_mask, check_tensor, check_weigh
 #: feature mode within a small multiple of its output.
 DEFAULT_MEMORY_BUDGET = 32 * 2**20
 
+#: On CUDA, kernel launches rather than cache misses dominate small chunks: 1 GiB.
+DEFAULT_CUDA_MEMORY_BUDGET = 2**30
+
 #: The sum kernel switches to the dense route when k is at least this fraction of the
 #: candidates (gathering k rows then costs more than one matrix product over all of them).
 DENSE_SUM_FRACTION = 1 / 16
 
 _TABLE_CACHE_SIZE = 64
+
+
+def default_memory_budget(device: torch.device) -> int:
+    """Bytes of score blocks per query chunk when the caller sets none: 32 MiB on the CPU
+    (cache-sized chunks, peak memory a small multiple of the output), 1 GiB on CUDA."""
+    return DEFAULT_CUDA_MEMORY_BUDGET if device.type == "cuda" else DEFAULT_MEMORY_BUDGET
 
 
 @dataclass(frozen=True)
@@ -78,7 +87,7 @@ def convnn(
     """
     x = check_tensor(x, "x", (3, 4, 5), "(B, C, *S) with 1 to 3 spatial axes")
     geometry = positions.resolve_geometry(config, tuple(x.shape[2:]))
-    budget = memory_budget or DEFAULT_MEMORY_BUDGET
+    budget = memory_budget or default_memory_budget(x.device)
     b = x.shape[0]
     if config.basis == "position":
         x = _with_coordinates(x, config, geometry)
@@ -109,7 +118,7 @@ def neighbours(
     query. Index values point into the padded grid's tokens (row-major)."""
     x = check_tensor(x, "x", (3, 4, 5), "(B, C, *S) with 1 to 3 spatial axes")
     geometry = positions.resolve_geometry(config, tuple(x.shape[2:]))
-    budget = memory_budget or DEFAULT_MEMORY_BUDGET
+    budget = memory_budget or default_memory_budget(x.device)
     if config.basis == "position":
         cand_index = _candidate_subset(config, geometry.spatial, x.device, generator)
         index, score = position_table(geometry, config, x.device, cand_index)
@@ -147,7 +156,7 @@ def convnn_attention(
     check_weight(weight, bias, v.shape[-1], config, q)
     cand_index = _candidate_subset(config, (k.shape[1],), q.device, generator)
     query_index = torch.arange(q.shape[1], device=q.device) if config.self_slot == "forced" else None
-    budget = memory_budget or DEFAULT_MEMORY_BUDGET
+    budget = memory_budget or default_memory_budget(q.device)
     return _token_convnn(q, k, v, config, allowed, query_index, cand_index, weight, bias, budget, dropout_p)
 
 
@@ -164,7 +173,7 @@ def attention_neighbours(
     q, k, _, allowed = _check_attention(q, k, k, config, allowed)
     cand_index = _candidate_subset(config, (k.shape[1],), q.device, generator)
     query_index = torch.arange(q.shape[1], device=q.device) if config.self_slot == "forced" else None
-    return _feature_neighbours(q, k, config, allowed, query_index, cand_index, memory_budget or DEFAULT_MEMORY_BUDGET)
+    return _feature_neighbours(q, k, config, allowed, query_index, cand_index, memory_budget or default_memory_budget(q.device))
 
 
 # ------------------------------------------------------------------- position basis: table
