@@ -34,23 +34,11 @@ import torch
 import convnn_ref
 from convnn_ref.config import ConvNNConfig
 from convnn_ref.positions import resolve_geometry
-from suites.implementations import Capabilities, Implementation
+from suites.implementations import ReferenceImplementation
 
 
-class _Delegating(Implementation):
+class _Delegating(ReferenceImplementation):
     """The reference, claiming everything it can do; subclasses break one thing."""
-
-    capabilities = Capabilities(neighbours=True)
-
-    def convnn(self, x, weight, bias, config, *, generator=None):  # type: ignore[no-untyped-def]
-        return convnn_ref.convnn(x, weight, bias, config, generator=generator)
-
-    def attention(self, q, k, v, config, *, allowed=None, generator=None):  # type: ignore[no-untyped-def]
-        return convnn_ref.convnn_attention(q, k, v, config, allowed=allowed, generator=generator)
-
-    def neighbours(self, x, config, *, generator=None):  # type: ignore[no-untyped-def]
-        nb = convnn_ref.neighbours(x, config, generator=generator)
-        return nb.index, nb.score
 
 
 # ------------------------------------------------------------------------------ wrong values
