@@ -4,7 +4,8 @@
 Phases, one function each:
   1. `neighbours` / `attention_neighbours`: who is selected, in which slot, with which score.
      Position basis: a data-independent table, computed once per shape by the generic top-k
-     and cached (`position_table`). Feature and hybrid bases: query-chunked scores under a
+     and cached (`table.py`); with shift structure it is aggregated by shifted matrix
+     products (`shifted.py`). Feature and hybrid bases: query-chunked scores under a
      memory budget, a no-grad top-k, then the selected scores recomputed with autograd from
      the gathered neighbours (so backward never holds an ``N x N`` matrix).
   2. `rho_weights` and `apply_kernel` (in `aggregate.py`) on neighbours gathered by index.
@@ -17,7 +18,6 @@ equal. Semantics: see `ConvNNConfig`.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -26,9 +26,11 @@ import torch.utils.checkpoint
 
 from convnn_ref import positions, scores, select
 from convnn_ref.aggregate import apply_kernel, gather_neighbours, rho_weights
+from convnn_ref.candidates import candidate_subset, self_columns
 from convnn_ref.config import ConvNNConfig
 from convnn_ref.positions import Geometry
-from convnn_ref.shifted import ShiftStructure, channels_first_grid, shift_structure, shifted_aggregate
+from convnn_ref.shifted import channels_first_grid, shifted_aggregate
+from convnn_ref.table import position_plan, position_table
 from convnn_ref.validation import check_k, check_mask, check_tensor, check_weight
 
 #: Bytes the score blocks of one query chunk may take (two ``B * chunk * M`` blocks). 32 MiB
@@ -43,7 +45,6 @@ DEFAULT_CUDA_MEMORY_BUDGET = 2**30
 #: candidates (gathering k rows then costs more than one matrix product over all of them).
 DENSE_SUM_FRACTION = 1 / 16
 
-_TABLE_CACHE_SIZE = 64
 
 
 def default_memory_budget(device: torch.device) -> int:
@@ -92,8 +93,8 @@ def convnn(
     if config.basis == "position":
         x = _with_coordinates(x, config, geometry)
         c_out = check_weight(weight, bias, x.shape[1], config, x)
-        cand_index = _candidate_subset(config, geometry.spatial, x.device, generator)
-        plan = _position_plan(geometry, config, x.device, cand_index)
+        cand_index = candidate_subset(config, geometry.spatial, x.device, generator)
+        plan = position_plan(geometry, config, x.device, cand_index)
         if plan.shifts is not None and config.rho == "ones" and weight is not None:
             x2 = channels_first_grid(x, geometry.padding)
             y = shifted_aggregate(x2, b, plan.shifts, weight, bias, config.groups)
@@ -120,7 +121,7 @@ def neighbours(
     geometry = positions.resolve_geometry(config, tuple(x.shape[2:]))
     budget = memory_budget or default_memory_budget(x.device)
     if config.basis == "position":
-        cand_index = _candidate_subset(config, geometry.spatial, x.device, generator)
+        cand_index = candidate_subset(config, geometry.spatial, x.device, generator)
         index, score = position_table(geometry, config, x.device, cand_index)
         return Neighbours(index, score.to(x.dtype), None)
     qf, kf, _, query_index, cand_index = _feature_inputs(x, config, geometry, generator)
@@ -154,7 +155,7 @@ def convnn_attention(
         raise ValueError(f"dropout_p must lie in [0, 1), got {dropout_p}")
     q, k, v, allowed = _check_attention(q, k, v, config, allowed)
     check_weight(weight, bias, v.shape[-1], config, q)
-    cand_index = _candidate_subset(config, (k.shape[1],), q.device, generator)
+    cand_index = candidate_subset(config, (k.shape[1],), q.device, generator)
     query_index = torch.arange(q.shape[1], device=q.device) if config.self_slot == "forced" else None
     budget = memory_budget or default_memory_budget(q.device)
     return _token_convnn(q, k, v, config, allowed, query_index, cand_index, weight, bias, budget, dropout_p)
@@ -171,138 +172,9 @@ def attention_neighbours(
 ) -> Neighbours:
     """Steps 1 and 2 of `convnn_attention`: index ``(B, Nq, k)`` into the keys."""
     q, k, _, allowed = _check_attention(q, k, k, config, allowed)
-    cand_index = _candidate_subset(config, (k.shape[1],), q.device, generator)
+    cand_index = candidate_subset(config, (k.shape[1],), q.device, generator)
     query_index = torch.arange(q.shape[1], device=q.device) if config.self_slot == "forced" else None
     return _feature_neighbours(q, k, config, allowed, query_index, cand_index, memory_budget or default_memory_budget(q.device))
-
-
-# ------------------------------------------------------------------- position basis: table
-
-@dataclass(frozen=True)
-class PositionPlan:
-    """A cached position-basis table: index and scores ``(Nq, k)`` and its shift structure."""
-
-    index: torch.Tensor
-    score: torch.Tensor
-    shifts: ShiftStructure | None
-
-
-_plan_cache: OrderedDict[tuple, PositionPlan] = OrderedDict()
-
-
-def position_table(
-    geometry: Geometry,
-    config: ConvNNConfig,
-    device: torch.device,
-    cand_index: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The position-basis neighbour table: index ``(Nq, k)`` into the padded grid and the
-    selected scores ``(Nq, k)`` float64, by the generic score-then-top-k of SPEC §1.
-
-    Data-independent, so cached (LRU, 64 entries) by geometry, the selection knobs and the
-    device, unless the candidates are a random draw. `position_table_uncached` computes it.
-    """
-    plan = _position_plan(geometry, config, device, cand_index)
-    return plan.index, plan.score
-
-
-def _position_plan(
-    geometry: Geometry, config: ConvNNConfig, device: torch.device, cand_index: torch.Tensor | None
-) -> PositionPlan:
-    if cand_index is not None and config.candidates == "random":
-        index, score = position_table_uncached(geometry, config, device, cand_index)
-        return PositionPlan(index, score, None)
-    key = (
-        geometry,
-        config.k,
-        config.metric,
-        config.coordinates,
-        config.kernel_scaled,
-        config.self_slot,
-        config.slot_order,
-        config.candidates,
-        config.num_candidates,
-        config.grid_margin,
-        str(device),
-    )
-    plan = _plan_cache.get(key)
-    if plan is not None:
-        _plan_cache.move_to_end(key)
-        return plan
-    index, score = position_table_uncached(geometry, config, device, cand_index)
-    plan = PositionPlan(index, score, shift_structure(index, geometry.padded, geometry.out))
-    _plan_cache[key] = plan
-    if len(_plan_cache) > _TABLE_CACHE_SIZE:
-        _plan_cache.popitem(last=False)
-    return plan
-
-
-def position_table_uncached(
-    geometry: Geometry,
-    config: ConvNNConfig,
-    device: torch.device,
-    cand_index: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """`position_table` without the cache: scores every (query, candidate) pair in chunks."""
-    grid_pos = positions.candidate_positions(geometry, device)  # (M_grid, d) int64
-    cand_pos = grid_pos if cand_index is None else grid_pos[cand_index]
-    m = cand_pos.shape[0]
-    origins = positions.query_origins(geometry, device)
-    centres = positions.query_centres(geometry, device)
-    cand_exact = cand_pos.to(torch.float64)
-    steps = positions.coordinate_steps(geometry, config.coordinates)
-    if config.kernel_size is not None and config.kernel_scaled:
-        # Kernel scaling: distances in units of dilation*K/2 grid steps, whatever the coordinates.
-        unit = [dl * kk / 2 for dl, kk in zip(geometry.dilation, geometry.kernel)]
-        axis_scale = torch.tensor([1.0 / u for u in unit], dtype=torch.float64, device=device)
-    else:
-        axis_scale = torch.tensor(steps, dtype=torch.float64, device=device)
-    lattice = torch.tensor(geometry.dilation, device=device)
-    dilated = any(dl > 1 for dl in geometry.dilation)
-    forced = config.self_slot == "forced"
-    own_grid = _own_tokens(centres, geometry) if forced else None
-    k_select = config.k - 1 if forced else config.k
-    nq = centres.shape[0]
-    chunk = max(1, DEFAULT_MEMORY_BUDGET // (8 * max(m, 1) * 4))
-    idx_parts, score_parts = [], []
-    for start in range(0, nq, chunk):
-        stop = min(nq, start + chunk)
-        s = scores.position_scores(centres[start:stop], cand_exact, config.metric, axis_scale)
-        if dilated:
-            rel = cand_pos[None, :, :] - origins[start:stop, None, :]
-            s = s.masked_fill(~(rel.remainder(lattice) == 0).all(dim=-1), float("-inf"))
-        if own_grid is not None:
-            cand_grid = torch.arange(m, device=device) if cand_index is None else cand_index
-            s = s.masked_fill(cand_grid[None, :] == own_grid[start:stop, None], float("-inf"))
-        available = int((s > float("-inf")).sum(dim=-1).min())
-        what = "candidate points" + (" besides the query itself" if forced else "") + (" on its dilation lattice" if dilated else "")
-        check_k(k_select, available, what)
-        if k_select > 0:
-            v, i = select.topk_lowest_index(s, k_select)
-        else:
-            v = s.new_zeros(stop - start, 0)
-            i = torch.zeros(stop - start, 0, dtype=torch.int64, device=device)
-        idx_parts.append(i if cand_index is None else cand_index[i])
-        score_parts.append(v)
-    index = torch.cat(idx_parts)
-    score = torch.cat(score_parts)
-    if own_grid is not None:
-        index = torch.cat([own_grid[:, None], index], dim=-1)
-        score = torch.cat([score.new_zeros(nq, 1), score], dim=-1)
-    if config.slot_order == "offset":
-        offsets = grid_pos[index].to(torch.float64) - centres[:, None, :]
-        order = select.order_by_offset(torch.arange(index.shape[1], device=device).expand_as(index), offsets)
-        index = index.gather(-1, order)
-        score = score.gather(-1, order)
-    return index, score
-
-
-def _own_tokens(centres: torch.Tensor, geometry: Geometry) -> torch.Tensor:
-    """Grid index ``(Nq,)`` of the token at each query's position (forced self)."""
-    if bool((centres != centres.round()).any()):
-        raise ValueError("self_slot='forced' needs queries on tokens: an even kernel_size puts them between tokens")
-    lo = torch.tensor([p[0] for p in geometry.padding], device=centres.device)
-    return _flat_index(centres.round().to(torch.int64) + lo, geometry.padded)
 
 
 # ------------------------------------------------------------ feature and hybrid bases
@@ -329,56 +201,15 @@ def _feature_inputs(
     strided = geometry.out != geometry.spatial
     query_index = None
     if strided or config.self_slot == "forced":
-        query_index = _flat_index(positions.query_origins(geometry, x.device), geometry.spatial)
-    cand_index = _candidate_subset(config, geometry.spatial, x.device, generator)
+        query_index = positions.flat_index(positions.query_origins(geometry, x.device), geometry.spatial)
+    cand_index = candidate_subset(config, geometry.spatial, x.device, generator)
     queries = f[:, query_index] if strided else f
     return queries, f, values, query_index, cand_index
-
-
-def _flat_index(points: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    index = torch.zeros(points.shape[0], dtype=torch.int64, device=points.device)
-    for axis, n in enumerate(shape):
-        index = index * n + points[:, axis]
-    return index
-
-
-def _candidate_subset(
-    config: ConvNNConfig, spatial: tuple[int, ...], device: torch.device, generator: torch.Generator | None
-) -> torch.Tensor | None:
-    """Token indices ``(M,)`` of a random or grid candidate set, ascending; None for all."""
-    n = 1
-    for s in spatial:
-        n *= s
-    if config.candidates == "all":
-        return None
-    r = config.num_candidates
-    assert r is not None
-    if config.candidates == "random":
-        if generator is None:
-            raise ValueError("candidates='random' needs an explicit torch.Generator (generator=...)")
-        if not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-        if r > n:
-            raise ValueError(f"num_candidates={r} is larger than the number of tokens N={n}")
-        return torch.randperm(n, generator=generator)[:r].sort().values.to(device)
-    return positions.grid_subset(spatial, r, config.grid_margin, device)
 
 
 def _chunk_size(b: int, m: int, element_size: int, budget: int) -> int:
     """Queries per chunk so that two ``(B, chunk, M)`` score blocks fit the budget."""
     return max(1, budget // max(1, b * m * element_size * 2))
-
-
-def _self_columns(query_index: torch.Tensor | None, cand_index: torch.Tensor | None, m: int) -> torch.Tensor | None:
-    """Column of each query's own token in the candidate list, -1 when absent."""
-    if query_index is None:
-        return None
-    if cand_index is None:
-        return query_index
-    size = max(int(query_index.max()), int(cand_index.max())) + 1
-    lookup = torch.full((size,), -1, dtype=torch.int64, device=query_index.device)
-    lookup[cand_index] = torch.arange(m, device=query_index.device)
-    return lookup[query_index]
 
 
 def _prepare_tokens(
@@ -403,7 +234,7 @@ def _prepare_tokens(
     if forced:
         if query_index is None:
             query_index = torch.arange(nq, device=kf.device)
-        self_cols = _self_columns(query_index, cand_index, m)
+        self_cols = self_columns(query_index, cand_index, m)
         assert self_cols is not None
         others = m - int(bool((self_cols >= 0).any()))
         check_k(config.k - 1, others, "candidates besides the query itself")

@@ -169,3 +169,11 @@ def grid_subset(spatial: tuple[int, ...], per_axis_count: int, margin: int, devi
     for axis, m in enumerate(mesh):
         index = index * spatial[axis] + m
     return index.reshape(-1)
+
+
+def flat_index(points: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Row-major index ``(P,)`` of integer points ``(P, d)`` in a grid of shape ``shape``."""
+    index = torch.zeros(points.shape[0], dtype=torch.int64, device=points.device)
+    for axis, n in enumerate(shape):
+        index = index * n + points[:, axis]
+    return index
