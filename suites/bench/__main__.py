@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m suites.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="default", choices=sorted(PRESETS))
     p.add_argument("--out", default="results/bench", help="folder of the JSON results")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: the preset's)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when a GPU is visible, else cpu)")
     p.add_argument("--impl", action="append", default=None, help="implementation(s) timed as ConvNN (default: reference)")
     p.add_argument("--gpus", type=int, default=None, help="GPUs to spread over (default: all visible, CUDA sweeps only)")
     p.add_argument("--case-timeout", type=float, default=900.0, help="hard per-case limit in seconds (pytest-timeout)")
@@ -174,7 +174,7 @@ def _pytest_benchmark_version() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     preset = get_preset(args.preset)
-    device = args.device or preset.device
+    device = args.device or ("cuda" if gpu_count() > 0 else "cpu")
     if args.list:
         for case in preset.cases(device, _impl_names(args)):
             print(case.id)
