@@ -34,12 +34,22 @@ def rho_weights(scores: torch.Tensor, valid: torch.Tensor | None, rho: str, rho_
 
 def gather_neighbours(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """values ``(B, M, C)``, index ``(B, Nq, k)`` or ``(Nq, k)`` (shared by the batch), int64
-    into M -> ``(B, Nq, k, C)``. One ``index_select`` on the flattened ``(B*M, C)`` rows (an
-    order of magnitude faster on CPU than advanced indexing)."""
+    into M -> ``(B, Nq, k, C)``.
+
+    Token-major values: one ``index_select`` on the flattened ``(B*M, C)`` rows (an order of
+    magnitude faster on CPU than advanced indexing). A channels-first tensor seen token-major
+    (``x.reshape(B, C, M).transpose(1, 2)``) is gathered in place along M instead, so the
+    caller never copies the whole input into a token-major layout.
+    """
     b, m, c = values.shape
+    nq, k = index.shape[-2:]
+    if values.stride(1) == 1 and values.stride(2) == m and not values.is_contiguous():
+        flat = index.reshape(-1 if index.dim() == 3 else 1, 1, nq * k).expand(b, c, nq * k)
+        picked = torch.gather(values.transpose(1, 2), 2, flat)  # (B, C, Nq*k)
+        return picked.reshape(b, c, nq, k).permute(0, 2, 3, 1)
     offsets = torch.arange(0, b * m, m, device=values.device)[:, None, None]
     flat = (index + offsets).reshape(-1)
-    return values.reshape(b * m, c).index_select(0, flat).reshape(b, *index.shape[-2:], c)
+    return values.reshape(b * m, c).index_select(0, flat).reshape(b, nq, k, c)
 
 
 def kernel_matrix(weight: torch.Tensor) -> torch.Tensor:

@@ -188,7 +188,7 @@ def _feature_inputs(
     indices ``(Nq,)`` (None at stride 1 without forced self) and the candidate subset ``(M,)``
     or None. Without coordinate channels the features and the values share one copy of x."""
     b, c = x.shape[:2]
-    tokens = x.reshape(b, c, -1).transpose(1, 2).contiguous()
+    tokens = x.reshape(b, c, -1).transpose(1, 2)  # a view: gathers read x in place
     coords = None
     if config.coord_encoding != "none":
         grid = positions.coordinate_channels(geometry.spatial, x.device, x.dtype)
