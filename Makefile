@@ -32,7 +32,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(STAMP)
 
 lint: setup
-	$(PY) -m ruff check convnn_ref suites reports conftest.py
+	$(PY) -m ruff check convnn_ref suites reports examples conftest.py
 
 typecheck: setup
 	$(PY) -m mypy
