@@ -92,28 +92,7 @@ def shifted_aggregate(
     cg_in, cg_out = c_in // groups, c_out // groups
     w = weight.reshape(groups, cg_out, cg_in, -1)
     xg = x2.reshape(groups, cg_in, -1)
-    # Accumulate in place unless autograd must see every term.
-    inplace = not (torch.is_grad_enabled() and (x2.requires_grad or weight.requires_grad))
-    out: torch.Tensor | None = None
-    for t, shift in enumerate(shifts):
-        xs = xg[:, :, shift : shift + length]  # (groups, C_in/groups, length)
-        wt = w[..., t]  # (groups, C_out/groups, C_in/groups)
-        if groups == 1:
-            if out is None:
-                out = wt[0] @ xs[0]
-            else:
-                out = out.addmm_(wt[0], xs[0]) if inplace else torch.addmm(out, wt[0], xs[0])
-        elif cg_in == 1:  # depthwise: a scaled copy per channel
-            if out is None:
-                out = wt * xs
-            else:
-                out = out.addcmul_(wt, xs) if inplace else torch.addcmul(out, wt, xs)
-        else:
-            if out is None:
-                out = torch.bmm(wt, xs)
-            else:
-                out = out.baddbmm_(wt, xs) if inplace else torch.baddbmm(out, wt, xs)
-    assert out is not None
+    out = _ShiftedProducts.apply(xg, w, shifts, length)
     out = out.reshape(c_out, length)
     if structure.box is not None:
         # The kept columns form a box of each sample's grid: view it, one copy to (B, C_out, *box).
@@ -127,3 +106,46 @@ def shifted_aggregate(
     columns = (torch.arange(batch, device=base.device)[:, None] * m + base[None, :]).reshape(-1)
     y = out.index_select(1, columns).reshape(c_out, batch, -1).transpose(0, 1)
     return y if bias is None else y + bias[:, None]
+
+
+def _shifted_products(xg: torch.Tensor, w: torch.Tensor, shifts: tuple[int, ...], length: int) -> torch.Tensor:
+    """``out = sum_t w[..., t] @ xg[:, :, shift_t : shift_t + length]``, accumulated in place.
+    xg ``(G, C_in/G, L)``, w ``(G, C_out/G, C_in/G, k)`` -> ``(G, C_out/G, length)``."""
+    groups, _, cg_in = w.shape[:3]
+    out: torch.Tensor | None = None
+    for t, shift in enumerate(shifts):
+        xs = xg[:, :, shift : shift + length]
+        wt = w[..., t]
+        if groups == 1:
+            out = (wt[0] @ xs[0])[None] if out is None else out[0].addmm_(wt[0], xs[0])[None]
+        elif cg_in == 1:  # depthwise: a scaled copy per channel
+            out = wt * xs if out is None else out.addcmul_(wt, xs)
+        else:
+            out = torch.bmm(wt, xs) if out is None else out.baddbmm_(wt, xs)
+    assert out is not None
+    return out
+
+
+class _ShiftedProducts(torch.autograd.Function):
+    """`_shifted_products` with a backward that accumulates into one input-sized gradient
+    (slicing under plain autograd would allocate a full-size zero tensor per shift)."""
+
+    @staticmethod
+    def forward(ctx, xg: torch.Tensor, w: torch.Tensor, shifts: tuple[int, ...], length: int) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(xg, w)
+        ctx.shifts, ctx.length = shifts, length
+        return _shifted_products(xg, w, shifts, length)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:  # type: ignore[override]
+        xg, w = ctx.saved_tensors
+        shifts, length = ctx.shifts, ctx.length
+        grad = grad.contiguous()
+        grad_x = torch.zeros_like(xg) if ctx.needs_input_grad[0] else None
+        grad_w = torch.empty_like(w) if ctx.needs_input_grad[1] else None
+        for t, shift in enumerate(shifts):
+            if grad_x is not None:
+                grad_x[:, :, shift : shift + length].baddbmm_(w[..., t].transpose(1, 2), grad)
+            if grad_w is not None:
+                grad_w[..., t] = torch.bmm(grad, xg[:, :, shift : shift + length].transpose(1, 2))
+        return grad_x, grad_w, None, None
