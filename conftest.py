@@ -8,7 +8,6 @@ import os
 from collections.abc import Generator, Iterator
 
 import pytest
-import torch
 from hypothesis import HealthCheck, Verbosity, settings
 
 # Three tiers (SPEC §5). HYPOTHESIS_PROFILE or --hypothesis-profile picks one; `dev` by default.
@@ -108,8 +107,3 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
         result = yield
     item.user_properties.extend(measured.properties())
     return result
-
-
-def available_devices() -> list[str]:
-    """cpu always; cuda when a device is present."""
-    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -26,7 +26,7 @@ be an `Implementation` instance, a subclass, or a zero-argument factory.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 
@@ -292,7 +292,3 @@ def _instantiate(obj: object, spec: str) -> Implementation:
         if missing:
             raise TypeError(f"--impl {spec!r} gave {type(obj).__name__}, not an Implementation (missing {missing})")
     return obj  # type: ignore[return-value]
-
-
-def load_implementations(specs: Iterable[str]) -> list[Implementation]:
-    return [load_implementation(s) for s in specs]

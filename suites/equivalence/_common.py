@@ -17,12 +17,11 @@ from hypothesis import assume
 from hypothesis.control import currently_in_test_context
 from hypothesis.errors import Unsatisfiable
 
-from conftest import available_devices
 from convnn_ref.config import ConvNNConfig
 from suites.implementations import Implementation
 from suites.strategies import DTYPES, ConvCase, steered_dtypes
 
-DEVICES = available_devices()
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])  # cpu always; cuda when present
 dtypes = steered_dtypes(DTYPES)
 LOW_DTYPES = (torch.float16, torch.bfloat16)
 #: Capability rejections, with no example accepted yet, after which a property is skipped whole.
@@ -122,7 +121,3 @@ def with_grads(
     cot = torch.randn(out.shape, generator=g, dtype=torch.float64).to(dtype).to(out.dtype).to(out.device)
     out.backward(cot)
     return out.detach(), {n: None if t is None else t.grad for n, t in leaves.items()}
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).replace("torch.", "")
