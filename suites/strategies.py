@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 
 import convnn_ref as cr
 from convnn_ref.config import ConvNNConfig
+from suites.inputs import randn
 
 if TYPE_CHECKING:
     from suites.implementations import Capabilities
@@ -80,13 +81,6 @@ def steered_dtypes(draw: st.DrawFn, options: Sequence[torch.dtype] = ()) -> torc
     names = _allowed("dtypes")
     pool = [d for d in options if names is None or str(d).replace("torch.", "") in names]
     return draw(st.sampled_from(pool or list(options)))
-
-
-def randn(shape: tuple[int, ...], seed: int, dtype: torch.dtype, device: str = "cpu") -> torch.Tensor:
-    """Standard normal values from a generator seeded with ``seed``, made in float64 on the CPU
-    and then cast (the same values, up to rounding, in every dtype and on every device)."""
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(shape, generator=g, dtype=torch.float64).to(dtype=dtype, device=device)
 
 
 # --------------------------------------------------------------------------- convolution

@@ -15,13 +15,13 @@ Events (``"event"`` field):
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from suites import jsonl
 
 #: Every status a test can end with, in the order reports list them.
 STATUSES = ("passed", "failed", "error", "timeout", "crashed", "skipped", "xfailed", "xpassed", "not run")
@@ -32,26 +32,11 @@ Record = dict[str, Any]
 
 
 def append(path: Path, record: Record) -> None:
-    """Append one record and force it to disk before returning."""
-    record = {"time": round(time.time(), 3), **record}
-    line = json.dumps(record, default=str, allow_nan=True) + "\n"
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(line)
-        fh.flush()
-        os.fsync(fh.fileno())
+    """Append one record, stamped with the time, and force it to disk before returning."""
+    jsonl.append(path, {"time": round(time.time(), 3), **record})
 
 
-def read(path: Path) -> list[Record]:
-    """Every complete record of the log; a torn last line (a crash mid-write) is ignored."""
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+read = jsonl.read
 
 
 @dataclass
