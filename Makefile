@@ -1,18 +1,22 @@
 # convnn-ref: every target sets itself up (a virtual environment in .venv, the project
-# installed editable). torch is pinned first to the CPU build 2.13.0 so that nothing pulls a
-# multi-GB CUDA build; on a GPU host, point TORCH_SPEC at the torch you want (or reuse an
-# environment: make bench PYTHON=/path/to/python VENV=).
+# installed editable, the test toolchain at the versions pinned in constraints.txt). torch is
+# pinned first to the CPU build 2.13.0 so that nothing pulls a multi-GB CUDA build; on a GPU
+# host, point TORCH_SPEC at the torch you want (or reuse an environment:
+# make bench PYTHON=/path/to/python VENV=).
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
+CONSTRAINTS ?= constraints.txt
 PY := $(if $(VENV),$(VENV)/bin/python,$(PYTHON))
 STAMP := $(if $(VENV),$(VENV)/.installed,.no-venv)
 HYPOTHESIS_PROFILE ?= ci
+# A seed for the randomized profiles (dev, nightly): the same examples again, or other ones.
+HYPOTHESIS_SEED ?=
 PRESET ?= default
 BENCH_ARGS ?=
 IMPL ?= reference
 
-.PHONY: help setup verify verify-nightly test lint typecheck bench report conformance clean
+.PHONY: help setup verify verify-nightly test lint typecheck bench report conformance lock clean
 
 help:
 	@echo "make bench        benchmark sweep (PRESET=default|canonical|full, DEVICE=cpu|cuda) + report in reports/out/"
@@ -20,10 +24,10 @@ help:
 	@echo "make conformance  IMPL=module:object  conformance report in reports/conformance/<name>/"
 	@echo "make report       rebuild the report from results/bench/*.json"
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check '$(TORCH_SPEC)'
-	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -c $(CONSTRAINTS) -e '.[dev]'
 	touch $@
 
 .no-venv:
@@ -38,7 +42,7 @@ typecheck: setup
 	$(PY) -m mypy
 
 test: setup
-	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(PY) -m pytest -q -p no:cacheprovider --benchmark-disable $(foreach i,$(IMPL),--impl $(i))
+	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(PY) -m pytest -q -p no:cacheprovider --benchmark-disable $(foreach i,$(IMPL),--impl $(i)) $(if $(HYPOTHESIS_SEED),--hypothesis-seed=$(HYPOTHESIS_SEED))
 
 verify: lint typecheck test
 
@@ -54,6 +58,17 @@ report: setup
 
 conformance: setup
 	$(PY) -m suites.conformance $(foreach i,$(IMPL),--impl $(i)) --out reports/conformance --hypothesis-profile $(HYPOTHESIS_PROFILE) $(CONFORMANCE_ARGS)
+
+# Refresh constraints.txt: the newest toolchain pip resolves today, beside TORCH_SPEC, in a
+# throw-away environment. Then run make verify and make verify-nightly before committing it.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install -q --disable-pip-version-check '$(TORCH_SPEC)'
+	.lock-venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	{ sed -n '/^#/p' $(CONSTRAINTS); .lock-venv/bin/python -m pip freeze --exclude-editable | grep -viE '^(torch|nvidia-|triton)[=-]'; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	rm -rf .lock-venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

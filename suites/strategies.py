@@ -111,6 +111,17 @@ class ConvCase:
         """Terms summed per output element: ``C_in/groups * prod(kernel)``."""
         return self.in_channels // self.groups * math.prod(self.kernel)
 
+    def gradient_reductions(self, outputs_per_channel: int) -> dict[str, int]:
+        """Terms summed per element of each gradient, for an output with ``outputs_per_channel``
+        positions: an input element gathers ``C_out/groups`` channels times the taps that reach
+        it; a weight or bias element sums over the batch and every output position."""
+        per_sample = self.batch * outputs_per_channel
+        return {
+            "x": self.out_channels // self.groups * math.prod(self.kernel),
+            "weight": per_sample,
+            "bias": per_sample,
+        }
+
     def config(self, convention: str = "exact") -> ConvNNConfig:
         return cr.conv_config(
             self.kernel,
@@ -237,6 +248,18 @@ class AttentionCase:
     scale: float | None
     seed: int
 
+    @property
+    def reduction(self) -> int:
+        """Terms behind one output element: a score sums D products, the output Nk weighted values."""
+        return self.nk * (self.dim + self.vdim)
+
+    @property
+    def gradient_reductions(self) -> dict[str, int]:
+        """Terms behind one element of each gradient: grad q sums Nk score gradients (each a dot
+        over Dv and a softmax correction over Nk), grad k sums those over Nq queries, grad v
+        sums Nq weighted output gradients."""
+        return {"q": self.nk * (self.vdim + self.dim), "k": self.nq * self.nk * (self.vdim + self.dim), "v": self.nq}
+
     def tensors(self, dtype: torch.dtype, device: str = "cpu") -> dict[str, torch.Tensor]:
         bh = self.batch * self.heads
         q = randn((bh, self.nq, self.dim), self.seed, dtype, device)
@@ -285,7 +308,7 @@ def attention_cases(
 EDGE_ATTENTION = (
     AttentionCase(1, 1, 1, 1, 1, 1, "none", 1, None, 0),  # one token, k = N = 1
     AttentionCase(2, 2, 7, 13, 4, 3, "key_padding", 13, None, 1),  # cross, k = N
-    AttentionCase(1, 1, 5, 5, 3, 2, "causal", 1, 0.5, 2),  # k = 1
+    AttentionCase(1, 1, 5, 5, 3, 2, "none", 1, 0.5, 2),  # k = 1
 )
 
 
@@ -308,6 +331,13 @@ class GeneralCase:
     def aggregated_channels(self) -> int:
         extra = len(self.spatial) if self.config.coord_encoding in ("aggregate", "both") else 0
         return self.in_channels + extra
+
+    @property
+    def reduction(self) -> int:
+        """Terms behind one output element: k slots of the aggregated channels, and the scored
+        channels of the score that rho weighs each slot with."""
+        scored = self.in_channels + len(self.spatial) + 1
+        return self.config.k * self.aggregated_channels + scored
 
     def tensors(self, dtype: torch.dtype, device: str = "cpu") -> dict[str, torch.Tensor | None]:
         """x ``(B, C, *S)``, weight ``(C_out, C_in'/groups, k)`` or None, bias or None."""

@@ -43,7 +43,7 @@ def _sdpa_property(prop: str, impl: Implementation, case: AttentionCase, dtype: 
     base = _sdpa(t["q"], t["k"], t["v"], allowed, case.scale)
     g = promote(t)
     gold = _sdpa(g["q"], g["k"], g["v"], None if allowed is None else allowed.cpu(), case.scale)  # type: ignore[arg-type]
-    tolerance.check(prop, cand, base, gold, dtype=dtype, reduction=case.nk * case.dim, case=case, device=device)
+    tolerance.check(prop, cand, base, gold, dtype=dtype, reduction=case.reduction, case=case, device=device)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -79,7 +79,7 @@ def test_sdpa_twin(case: AttentionCase, dtype: torch.dtype) -> None:
     base = F.scaled_dot_product_attention(t["q"], t["k"], t["v"], attn_mask=mask, is_causal=causal, scale=case.scale)
     g = promote(t)
     gold = F.scaled_dot_product_attention(g["q"], g["k"], g["v"], attn_mask=mask, is_causal=causal, scale=case.scale)  # type: ignore[arg-type]
-    tolerance.check("test_sdpa_twin", cand, base, gold, dtype=dtype, reduction=case.nk * case.dim, case=case)
+    tolerance.check("test_sdpa_twin", cand, base, gold, dtype=dtype, reduction=case.reduction, case=case)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -121,7 +121,7 @@ def test_cross_attention(impl: Implementation, device: str, case: AttentionCase,
     base = _sdpa(q, t["k"], t["v"], allowed, case.scale)
     g = promote({**t, "q": q})
     gold = _sdpa(g["q"], g["k"], g["v"], None if allowed is None else allowed.cpu(), case.scale)  # type: ignore[arg-type]
-    tolerance.check("test_cross_attention", cand, base, gold, dtype=dtype, reduction=case.nk * case.dim, case=case, device=device)
+    tolerance.check("test_cross_attention", cand, base, gold, dtype=dtype, reduction=case.reduction, case=case, device=device)
 
 
 # --------------------------------------------------------------------------- nn.MultiheadAttention
@@ -181,7 +181,7 @@ def test_multihead_attention_exact(c: dict, dtype: torch.dtype) -> None:
             **{n: t.double() if t.is_floating_point() else t for n, t in kw.items()}, need_weights=False
         )[0]
     tolerance.check(
-        "test_multihead_attention_exact", cand, base, gold, dtype=dtype, reduction=c["nk"] * c["embed_dim"], case=c
+        "test_multihead_attention_exact", cand, base, gold, dtype=dtype, reduction=(c["nk"] + 3) * 2 * max(c["embed_dim"], c["kdim"] or 0, c["vdim"] or 0), case=c
     )
 
 

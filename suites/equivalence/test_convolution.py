@@ -103,17 +103,14 @@ def test_from_conv_layer_gradients(case: ConvCase) -> None:
     cot = torch.randn(conv(x).shape, generator=torch.Generator().manual_seed(case.seed), dtype=torch.float64)
     layer(x1).backward(cot)
     conv(x2).backward(cot)
-    pairs = [("x", x1.grad, x2.grad), ("weight", layer.weight.grad, conv.weight.grad.reshape(layer.weight.shape))]  # type: ignore[union-attr]
-    if case.bias:
-        pairs.append(("bias", layer.bias.grad, conv.bias.grad))  # type: ignore[union-attr]
-    for name, c, g in pairs:
-        tolerance.check(
-            "test_from_conv_layer_gradients",
-            c,
-            g,
-            g,
-            dtype=torch.float64,
-            reduction=case.reduction,
-            case=case,
-            what=f"grad {name}",
-        )
+    cand = {"x": x1.grad, "weight": layer.weight.grad, "bias": layer.bias.grad if case.bias else None}  # type: ignore[union-attr]
+    base = {"x": x2.grad, "weight": conv.weight.grad.reshape(layer.weight.shape), "bias": conv.bias.grad if case.bias else None}  # type: ignore[union-attr]
+    tolerance.check_gradients(
+        "test_from_conv_layer_gradients",
+        cand,
+        base,
+        base,
+        dtype=torch.float64,
+        reductions=case.gradient_reductions(cot[0, 0].numel()),
+        case=case,
+    )

@@ -19,14 +19,6 @@ from suites.implementations import Implementation
 from suites.strategies import AttentionCase, ConvCase, GeneralCase, attention_cases, conv_cases, general_cases, randn
 
 
-def _conv_reductions(case: ConvCase, out_numel_per_channel: int) -> dict[str, int]:
-    return {
-        "x": case.out_channels // case.groups * math.prod(case.kernel),
-        "weight": case.batch * out_numel_per_channel,
-        "bias": case.batch * out_numel_per_channel,
-    }
-
-
 @pytest.mark.parametrize("device", DEVICES)
 @settings(max_examples=50)  # three forward+backward passes per example (~0.1 s)
 @given(case=conv_cases(dims=(1, 2)), dtype=dtypes)
@@ -42,7 +34,7 @@ def test_conv_gradients_every_dtype(impl: Implementation, device: str, case: Con
     _, cand_g = with_grads(cand_fn, t, case.seed, dtype)
     _, base_g = with_grads(lambda **kw: torch_conv(case, **kw), t, case.seed, dtype)
     gold, gold_g = with_grads(lambda **kw: torch_conv(case, **kw), promote(t), case.seed, dtype)
-    reductions = _conv_reductions(case, gold[0, 0].numel())
+    reductions = case.gradient_reductions(gold[0, 0].numel())
     tolerance.check_gradients(
         "test_conv_gradients_every_dtype", cand_g, base_g, gold_g, dtype=dtype, reductions=reductions, case=case, device=device
     )
@@ -72,8 +64,7 @@ def test_attention_gradients_every_dtype(
     _, cand_g = with_grads(lambda q, k, v: impl.attention(q, k, v, config, allowed=allowed), t, case.seed, dtype)
     _, base_g = with_grads(sdpa, t, case.seed, dtype)
     _, gold_g = with_grads(sdpa, promote(t), case.seed, dtype)
-    # softmax backward: a sum over the keys of (dO . v) terms, each a sum over Dv; then over D
-    red = {"q": case.nk * (case.vdim + case.dim), "k": case.nq * case.nk * (case.vdim + case.dim), "v": case.nq}
+    red = case.gradient_reductions
     tolerance.check_gradients(
         "test_attention_gradients_every_dtype", cand_g, base_g, gold_g, dtype=dtype, reductions=red, case=case, device=device
     )
@@ -103,7 +94,7 @@ def test_kvt_gradients_every_dtype(impl: Implementation, device: str, case: Atte
     _, cand_g = with_grads(lambda q, k, v: impl.attention(q, k, v, config), t, case.seed, dtype)
     _, base_g = with_grads(kvt, t, case.seed, dtype)
     _, gold_g = with_grads(kvt, promote(t), case.seed, dtype)
-    red = {"q": case.nk * (case.vdim + case.dim), "k": case.nq * case.nk * (case.vdim + case.dim), "v": case.nq}
+    red = case.gradient_reductions
     tolerance.check_gradients(
         "test_kvt_gradients_every_dtype", cand_g, base_g, gold_g, dtype=dtype, reductions=red, case=case, device=device
     )

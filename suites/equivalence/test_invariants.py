@@ -4,8 +4,6 @@ from the borders), k = 1 as a gather, the k = N dense limit, and bitwise CPU det
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from hypothesis import assume, example, given
@@ -37,7 +35,7 @@ def test_batch_independence(impl: Implementation, device: str, case: GeneralCase
         alone,
         alone,
         dtype=F64,
-        reduction=c.k * case.aggregated_channels,
+        reduction=case.reduction,
         case=case,
     )
 
@@ -61,7 +59,7 @@ def test_token_permutation_equivariance(
     yp = impl.convnn(x[..., perm], None, None, config)
     case = {"n": n, "d": d, "similarity": similarity, "seed": seed}
     tolerance.check(
-        "test_token_permutation_equivariance", yp, y[..., perm], y[..., perm], dtype=F64, reduction=n * d, case=case
+        "test_token_permutation_equivariance", yp, y[..., perm], y[..., perm], dtype=F64, reduction=2 * n * d, case=case
     )
 
 
@@ -81,7 +79,7 @@ def test_key_permutation_invariance(impl: Implementation, device: str, nq: int, 
         y,
         y,
         dtype=F64,
-        reduction=nk * d,
+        reduction=2 * nk * d,
         case={"nq": nq, "nk": nk, "d": d, "seed": seed},
     )
 
@@ -152,7 +150,7 @@ def test_dense_limit_k_equals_n(impl: Implementation, device: str, n: int, d: in
         gold,
         gold,
         dtype=F64,
-        reduction=n * d,
+        reduction=2 * n * d,
         case={"n": n, "d": d, "rho_scale": rho_scale, "seed": seed},
     )
 
@@ -194,13 +192,9 @@ def test_conv_linearity_in_weight(impl: Implementation, device: str, case: ConvC
     w2 = randn(tuple(w1.shape), case.seed + 5, F64, device)
     y = impl.convnn(t["x"], w1 + w2, None, config)
     parts = impl.convnn(t["x"], w1, None, config) + impl.convnn(t["x"], w2, None, config)
-    ref = torch_conv(case, t["x"], (w1 + w2).reshape(t["weight"].shape), None)  # type: ignore[union-attr,arg-type]
-    tolerance.check(
-        "test_conv_linearity_in_weight",
-        y,
-        parts,
-        ref,
-        dtype=F64,
-        reduction=2 * case.reduction * math.prod(case.kernel),
-        case=case,
-    )
+    # base: the same decomposition by PyTorch's conv, which measures the rounding it costs
+    w_shape = tuple(t["weight"].shape)  # type: ignore[union-attr]
+    base = torch_conv(case, t["x"], w1.reshape(w_shape), None) + torch_conv(case, t["x"], w2.reshape(w_shape), None)  # type: ignore[arg-type]
+    gold = torch_conv(case, t["x"], (w1 + w2).reshape(w_shape), None)  # type: ignore[arg-type]
+    tolerance.check("test_conv_linearity_in_weight", parts, base, gold, dtype=F64, reduction=2 * case.reduction, case=case)
+    tolerance.check("test_conv_linearity_in_weight", y, gold, gold, dtype=F64, reduction=case.reduction, case=case)

@@ -54,7 +54,7 @@ def test_kvt_matches_paper(impl: Implementation, device: str, case: AttentionCas
     if cand64.shape == gold.shape:  # rows without a gap compare nothing: gold and base take cand's values
         gold, base = torch.where(clear, gold, cand64), torch.where(clear, base, cand64)
     tolerance.check(
-        "test_kvt_matches_paper", cand, base, gold, dtype=dtype, reduction=case.topk * case.dim, case=case, device=device
+        "test_kvt_matches_paper", cand, base, gold, dtype=dtype, reduction=case.topk * (case.dim + case.vdim), case=case, device=device
     )
 
 
@@ -121,7 +121,7 @@ def test_kvt_full_k_is_dense(impl: Implementation, device: str, case: AttentionC
     base = torch.nn.functional.scaled_dot_product_attention(t["q"], t["k"], t["v"], scale=case.scale)
     g = promote(t)
     gold = torch.nn.functional.scaled_dot_product_attention(g["q"], g["k"], g["v"], scale=case.scale)  # type: ignore[arg-type]
-    tolerance.check("test_kvt_full_k_is_dense", cand, base, gold, dtype=dtype, reduction=case.nk * case.dim, case=case, device=device)
+    tolerance.check("test_kvt_full_k_is_dense", cand, base, gold, dtype=dtype, reduction=case.reduction, case=case, device=device)
 
 
 @given(case=attention_cases(masks=("none",)), heads=st.integers(1, 3))
