@@ -144,8 +144,10 @@ def to_coordinates(positions: torch.Tensor, geometry: Geometry, coordinates: str
 def coordinate_channels(spatial: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """CoordConv-like channels: ``linspace(-1, 1)`` over each axis (0 on a length-1 axis).
     Returns ``(d, *spatial)``."""
+    # (2i - (n-1)) / (n-1): exact at the ends and at the centre, antisymmetric (torch.linspace is
+    # off by an ulp at the centre, where a zero token's cosine score would then depend on it).
     axes = [
-        torch.linspace(-1.0, 1.0, n, device=device, dtype=torch.float64)
+        (2 * torch.arange(n, device=device, dtype=torch.float64) - (n - 1)) / (n - 1)
         if n > 1
         else torch.zeros(1, device=device, dtype=torch.float64)
         for n in spatial

@@ -62,6 +62,7 @@ def position_plan(
     key = (
         geometry,
         config.k,
+        config.kernel_size is not None,  # kernel scaling applies only with a kernel_size
         config.metric,
         config.coordinates,
         config.kernel_scaled,

@@ -18,6 +18,12 @@ Contract (subclass `Implementation`, override what you support):
   so that selection can be checked apart from aggregation; return None if not offered.
 - ``teardown()`` (optional): release resources after a run.
 
+Keyword options: an implementation that accepts extra keywords in ``convnn``/``attention`` lists
+them in ``capabilities.options`` (the reference: ``memory_budget``); properties pass them only
+then. Randomness: draw from the ``generator`` you are given (never from torch's global RNG) so
+that a replayed case draws the same; the suite reseeds the global RNG before every example, so
+code that cannot avoid it still replays.
+
 Discovery: ``--impl module:object`` on the pytest command line (repeatable), ``IMPL=`` for make,
 and the entry-point group ``convnn_ref.implementations`` for installed packages. ``object`` may
 be an `Implementation` instance, a subclass, or a zero-argument factory.
@@ -26,6 +32,7 @@ be an `Implementation` instance, a subclass, or a zero-argument factory.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -39,6 +46,40 @@ from convnn_ref.validation import check_k, check_mask
 ENTRY_POINT_GROUP = "convnn_ref.implementations"
 
 ALL_DTYPES = ("float64", "float32", "float16", "bfloat16")
+
+#: The canonical tie rule: among exactly equal scores the lower candidate index ranks first.
+LOWEST_INDEX = "lowest-index"
+
+
+@dataclass(frozen=True)
+class Shapes:
+    """The shapes of one case, for capability checks that depend on them.
+
+    image form: ``batch``, ``channels`` (C_in), ``spatial`` (S); attention form: ``batch`` (B*H:
+    the suite folds heads into the batch), ``nq``, ``nk``, ``dim`` (D), ``vdim`` (Dv) and
+    ``self_attention`` (queries and keys are one tensor). Fields that do not apply are None."""
+
+    form: str
+    batch: int | None = None
+    channels: int | None = None
+    spatial: tuple[int, ...] | None = None
+    nq: int | None = None
+    nk: int | None = None
+    dim: int | None = None
+    vdim: int | None = None
+    self_attention: bool | None = None
+
+    @property
+    def num_tokens(self) -> int | None:
+        if self.spatial is not None:
+            n = 1
+            for s in self.spatial:
+                n *= s
+            return n
+        return self.nk
+
+
+CheckFn = Callable[..., "str | None"]
 
 
 @dataclass(frozen=True)
@@ -68,8 +109,15 @@ class Capabilities:
     deterministic: bool = True
     neighbours: bool = False
     max_tokens: int | None = None
-    #: Extra predicate for constraints the fields cannot say: config -> reason or None.
-    check: Callable[[ConvNNConfig], str | None] | None = field(default=None, compare=False)
+    #: The implementation orders exactly equal scores by the canonical rule (`LOWEST_INDEX`):
+    #: the tie properties hold it to that. None: ties may go any way; the suite then draws only
+    #: inputs whose selection (and slot order, where it matters) no tie can change.
+    tie_rule: str | None = None
+    #: Keywords ``convnn``/``attention`` accept beyond the contract's (e.g. ``memory_budget``).
+    options: tuple[str, ...] = ()
+    #: Extra predicate for constraints the fields cannot say: ``check(config)`` or
+    #: ``check(config, shapes)`` (a `Shapes`) -> reason or None.
+    check: CheckFn | None = field(default=None, compare=False)
 
     def reason(
         self,
@@ -82,6 +130,7 @@ class Capabilities:
         num_tokens: int | None = None,
         masked: bool = False,
         backward: bool = False,
+        shapes: Shapes | None = None,
     ) -> str | None:
         """Why this case is outside the capabilities, or None when it is inside."""
         if form not in self.forms:
@@ -123,8 +172,21 @@ class Capabilities:
         if num_tokens is not None and self.max_tokens is not None and num_tokens > self.max_tokens:
             return f"{num_tokens} tokens exceed max_tokens={self.max_tokens}"
         if self.check is not None:
+            if _arity(self.check) >= 2:
+                return self.check(config, shapes if shapes is not None else Shapes(form=form))
             return self.check(config)
         return None
+
+
+def _arity(fn: Callable[..., object]) -> int:
+    """Positional parameters ``fn`` takes (2 for ``check(config, shapes)``)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 1
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return 2
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
 
 
 def _any_above_one(value: object) -> bool:
@@ -184,20 +246,22 @@ class ReferenceImplementation(Implementation):
     """convnn_ref's own functional path."""
 
     name = "reference"
-    capabilities = Capabilities(neighbours=True)
+    capabilities = Capabilities(neighbours=True, tie_rule=LOWEST_INDEX, options=("memory_budget",))
 
-    def convnn(self, x, weight, bias, config, *, generator=None):  # type: ignore[no-untyped-def]
-        return convnn_ref.convnn(x, weight, bias, config, generator=generator)
+    def convnn(self, x, weight, bias, config, *, generator=None, memory_budget=None):  # type: ignore[no-untyped-def]
+        return convnn_ref.convnn(x, weight, bias, config, generator=generator, memory_budget=memory_budget)
 
-    def attention(self, q, k, v, config, *, allowed=None, generator=None):  # type: ignore[no-untyped-def]
-        return convnn_ref.convnn_attention(q, k, v, config, allowed=allowed, generator=generator)
+    def attention(self, q, k, v, config, *, allowed=None, generator=None, memory_budget=None):  # type: ignore[no-untyped-def]
+        return convnn_ref.convnn_attention(q, k, v, config, allowed=allowed, generator=generator, memory_budget=memory_budget)
 
-    def neighbours(self, x, config, *, generator=None):  # type: ignore[no-untyped-def]
-        nb = convnn_ref.neighbours(x, config, generator=generator)
+    def neighbours(self, x, config, *, generator=None, memory_budget=None):  # type: ignore[no-untyped-def]
+        nb = convnn_ref.neighbours(x, config, generator=generator, memory_budget=memory_budget)
         return nb.index, nb.score
 
 
-def _torch_ops_check(config: ConvNNConfig) -> str | None:
+def _torch_ops_check(config: ConvNNConfig, shapes: Shapes) -> str | None:
+    if shapes.form == "image" and config.basis != "position":
+        return "PyTorch has no image-form operator outside the conv configuration"
     if config.basis == "position":
         if not (config.metric == "chebyshev" and config.kernel_scaled and config.kernel_size is not None):
             return "PyTorch conv covers only the exact conv configuration (chebyshev, kernel-scaled, kernel_size set)"

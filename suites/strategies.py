@@ -32,7 +32,8 @@ from hypothesis import strategies as st
 
 import convnn_ref as cr
 from convnn_ref.config import ConvNNConfig
-from suites.inputs import randn
+from suites.implementations import Shapes
+from suites.inputs import SCALES, STYLES, randn, tokens
 
 if TYPE_CHECKING:
     from suites.implementations import Capabilities
@@ -42,6 +43,10 @@ T = TypeVar("T")
 DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
 MAX_ORACLE_TOKENS = 36
 SEEDS = st.integers(0, 2**31 - 1)
+#: Input magnitudes: mostly 1, and every power of ten from 1e-3 to 1e4 (`suites.inputs.SCALES`).
+input_scales = st.just(1.0) | st.sampled_from(SCALES)
+#: Score-block budgets in bytes: the default, or small enough for one query per chunk.
+memory_budgets = st.none() | st.sampled_from((1, 512, 4096))
 
 _steering: ContextVar[Capabilities | None] = ContextVar("steering", default=None)
 
@@ -101,6 +106,8 @@ class ConvCase:
     dilation: tuple[int, ...]
     bias: bool
     seed: int
+    style: str = "normal"
+    magnitude: float = 1.0
 
     @property
     def dims(self) -> int:
@@ -135,7 +142,10 @@ class ConvCase:
 
     def tensors(self, dtype: torch.dtype, device: str = "cpu") -> dict[str, torch.Tensor | None]:
         """x ``(B, C_in, *S)``, weight ``(C_out, C_in/groups, *kernel)``, bias ``(C_out,)`` or None."""
-        x = randn((self.batch, self.in_channels, *self.spatial), self.seed, dtype, device)
+        x = tokens(
+            (self.batch, self.in_channels, *self.spatial), self.seed, dtype, device,
+            style=self.style, scale=self.magnitude, token_axis=2, feature_axis=1,
+        )
         w = randn((self.out_channels, self.in_channels // self.groups, *self.kernel), self.seed + 1, dtype, device)
         b = randn((self.out_channels,), self.seed + 2, dtype, device) if self.bias else None
         return {"x": x, "weight": w, "bias": b}
@@ -170,10 +180,13 @@ def conv_cases(
     depthwise: bool | None = None,
     max_size: int = 9,
     paddings: tuple[str, ...] = ("int", "tuple", "valid", "same"),
+    max_kernel: int | None = None,
 ) -> ConvCase:
-    """A valid ``nn.ConvNd`` configuration. ``depthwise=True`` forces ``groups = C_in``."""
+    """A valid ``nn.ConvNd`` configuration. ``depthwise=True`` forces ``groups = C_in``.
+    Kernels reach 9 per axis in 1-D and 2-D (past 5x5 a Euclidean selection is a disc, not the
+    window) and 3 in 3-D; ``max_kernel`` caps them lower for expensive properties."""
     d = _choose(draw, dims, "spatial_dims")
-    max_k = {1: 5, 2: 4, 3: 3}[d]
+    max_k = min({1: 9, 2: 9, 3: 3}[d], max_kernel or 9)
     max_s = {1: 2 * max_size, 2: max_size + 4, 3: 5}[d]
     kernel = tuple(draw(st.integers(1, max_k)) for _ in range(d))
     kind = _choose(draw, paddings, allowed=None if _flag("padding") else ("valid",))
@@ -215,6 +228,8 @@ def conv_cases(
         dilation=dilation,
         bias=draw(st.booleans()),
         seed=draw(SEEDS),
+        style=draw(st.sampled_from(STYLES)),
+        magnitude=draw(input_scales),
     )
 
 
@@ -247,6 +262,20 @@ class AttentionCase:
     topk: int
     scale: float | None
     seed: int
+    style: str = "normal"
+    magnitude: float = 1.0
+
+    @property
+    def self_attention(self) -> bool:
+        """Queries and keys are one tensor (half of the equal-length cases)."""
+        return self.nq == self.nk and self.seed % 2 == 0
+
+    def shapes(self) -> Shapes:
+        """The `Shapes` of this case (heads folded into the batch)."""
+        return Shapes(
+            form="attention", batch=self.batch * self.heads, nq=self.nq, nk=self.nk, dim=self.dim,
+            vdim=self.vdim, self_attention=self.self_attention,
+        )
 
     @property
     def reduction(self) -> int:
@@ -262,13 +291,14 @@ class AttentionCase:
 
     def tensors(self, dtype: torch.dtype, device: str = "cpu") -> dict[str, torch.Tensor]:
         bh = self.batch * self.heads
-        q = randn((bh, self.nq, self.dim), self.seed, dtype, device)
+        kw = {"style": self.style, "scale": self.magnitude}
+        q = tokens((bh, self.nq, self.dim), self.seed, dtype, device, **kw)  # type: ignore[arg-type]
         k = (
             q
-            if self.nq == self.nk and self.seed % 2 == 0
-            else randn((bh, self.nk, self.dim), self.seed + 1, dtype, device)
+            if self.self_attention
+            else tokens((bh, self.nk, self.dim), self.seed + 1, dtype, device, **kw)  # type: ignore[arg-type]
         )
-        v = randn((bh, self.nk, self.vdim), self.seed + 2, dtype, device)
+        v = tokens((bh, self.nk, self.vdim), self.seed + 2, dtype, device, **kw)  # type: ignore[arg-type]
         return {"q": q, "k": k, "v": v}
 
     def allowed(self, device: str = "cpu") -> torch.Tensor | None:
@@ -302,6 +332,8 @@ def attention_cases(
         topk=draw(st.integers(1, nk)),
         scale=draw(st.none() | st.floats(0.05, 2.0)),
         seed=draw(SEEDS),
+        style=draw(st.sampled_from(STYLES)),
+        magnitude=draw(input_scales),
     )
 
 
@@ -326,6 +358,21 @@ class GeneralCase:
     spatial: tuple[int, ...]
     bias: bool
     seed: int
+    style: str = "normal"
+    magnitude: float = 1.0
+    #: Bytes of score blocks per query chunk for implementations that take ``memory_budget``
+    #: (small values force many chunks); None: the implementation's default.
+    memory_budget: int | None = None
+
+    @property
+    def computed_unit_terms(self) -> bool:
+        """Scores mix the inputs with coordinates the implementation computes itself (coordinate
+        channels, hybrid coordinates): unit-size terms no input perturbation moves."""
+        return self.config.coord_encoding in ("score", "both") or self.config.basis == "hybrid"
+
+    def shapes(self) -> Shapes:
+        """The `Shapes` of this case (image form)."""
+        return Shapes(form="image", batch=self.batch, channels=self.in_channels, spatial=self.spatial)
 
     @property
     def aggregated_channels(self) -> int:
@@ -342,7 +389,10 @@ class GeneralCase:
     def tensors(self, dtype: torch.dtype, device: str = "cpu") -> dict[str, torch.Tensor | None]:
         """x ``(B, C, *S)``, weight ``(C_out, C_in'/groups, k)`` or None, bias or None."""
         c = self.config
-        x = randn((self.batch, self.in_channels, *self.spatial), self.seed, dtype, device)
+        x = tokens(
+            (self.batch, self.in_channels, *self.spatial), self.seed, dtype, device,
+            style=self.style, scale=self.magnitude, token_axis=2, feature_axis=1,
+        )
         w = None
         if c.weighted:
             w = randn((self.out_channels, self.aggregated_channels // c.groups, c.k), self.seed + 1, dtype, device)
@@ -456,7 +506,9 @@ def general_cases(
     kw["rho"] = _choose(draw, ("ones", "softmax", "scores"), "rhos")
     kw["rho_scale"] = draw(st.floats(0.25, 4.0))
     coord_extra = d if kw.get("coord_encoding") in ("aggregate", "both") else 0
-    c_in = draw(st.integers(1, 3))
+    # One channel under cosine makes every score +-1: all ties, which the tie properties cover.
+    one_channel_ties = basis == "feature" and kw.get("similarity") == "cosine" and kw.get("coord_encoding") in ("none", "aggregate")
+    c_in = draw(st.integers(2 if one_channel_ties else 1, 3))
     c_eff = c_in + coord_extra
     kernel_kind = _choose(draw, ("full", "grouped", "sum"), "kernels")
     groups = 1
@@ -470,7 +522,53 @@ def general_cases(
         c_out = c_eff
     kw["kernel"], kw["groups"] = kernel_kind, groups
     config = ConvNNConfig(**kw)  # type: ignore[arg-type]
-    return GeneralCase(config, draw(st.integers(1, 2)), c_in, c_out, spatial, draw(st.booleans()), draw(SEEDS))
+    styles = STYLES
+    if kw.get("similarity") == "cosine" and (basis == "hybrid" or kw.get("coord_encoding") in ("score", "both")):
+        # A zero token whose coordinates are (nearly) zero has an undefined cosine: one rounding
+        # of a computed coordinate decides its score. Not drawn.
+        styles = tuple(s for s in STYLES if s != "zero_tokens")
+    return GeneralCase(
+        config, draw(st.integers(1, 2)), c_in, c_out, spatial, draw(st.booleans()), draw(SEEDS),
+        style=draw(st.sampled_from(styles)), magnitude=draw(input_scales), memory_budget=draw(memory_budgets),
+    )
+
+
+TIE_KINDS = ("one_channel_cosine", "scaled_copies", "duplicates_with_coordinates")
+
+
+@st.composite
+def tied_feature_cases(draw: st.DrawFn) -> GeneralCase:
+    """Feature-basis cases whose inputs have *exact* ties between candidates with different
+    values, made in a way every correct implementation computes bit-identically:
+    ``one_channel_cosine`` (C = 1: every cosine score is +-1), ``scaled_copies`` (tokens times a
+    power of two: identical cosine directions), ``duplicates_with_coordinates`` (duplicated
+    features under any similarity; the aggregated coordinate channels tell them apart)."""
+    kind = draw(st.sampled_from(TIE_KINDS))
+    d = draw(st.sampled_from((1, 2)))
+    spatial = tuple(draw(st.integers(2, 5)) for _ in range(d))
+    n = math.prod(spatial)
+    c_in = 1 if kind == "one_channel_cosine" else draw(st.integers(1, 3))
+    similarity = "cosine" if kind != "duplicates_with_coordinates" else draw(st.sampled_from(("cosine", "euclidean", "dot", "scaled_dot")))
+    coord = "aggregate" if kind == "duplicates_with_coordinates" else draw(st.sampled_from(("none", "aggregate")))
+    self_slot = draw(st.sampled_from(("candidate", "forced")))
+    cand = draw(st.sampled_from(("all", "random")))
+    kw: dict[str, object] = {"basis": "feature", "similarity": similarity, "coord_encoding": coord, "self_slot": self_slot}
+    available = n
+    if cand == "random":
+        r = draw(st.integers(2, n))
+        kw.update(candidates="random", num_candidates=r)
+        available = r
+    k = draw(st.integers(1, min(available, 9)))
+    c_eff = c_in + (d if coord == "aggregate" else 0)
+    kernel = draw(st.sampled_from(("full", "grouped", "sum")))
+    groups = draw(st.sampled_from([g for g in range(1, c_eff + 1) if c_eff % g == 0])) if kernel == "grouped" else 1
+    c_out = {"full": draw(st.integers(1, 3)), "grouped": groups * draw(st.integers(1, 2)), "sum": c_eff}[kernel]
+    kw.update(k=k, rho=draw(st.sampled_from(("ones", "softmax", "scores"))), kernel=kernel, groups=groups)
+    style = {"one_channel_cosine": "normal", "scaled_copies": "scaled_copies", "duplicates_with_coordinates": "duplicated_tokens"}[kind]
+    return GeneralCase(
+        ConvNNConfig(**kw), draw(st.integers(1, 2)), c_in, c_out, spatial, draw(st.booleans()), draw(SEEDS),  # type: ignore[arg-type]
+        style=style,
+    )
 
 
 __all__ = [
@@ -487,4 +585,5 @@ __all__ = [
     "randn",
     "steered_dtypes",
     "steering",
+    "tied_feature_cases",
 ]

@@ -213,8 +213,10 @@ def test_failure_kind_of_the_suites_messages() -> None:
     assert failures.failure_kind("AssertionError", _message(torch.zeros(2, 4, dtype=torch.float64))) == "shape"
     assert failures.failure_kind("AssertionError", _message(torch.full((2, 3), float("nan"), dtype=torch.float64))) == "nan"
     assert failures.failure_kind("AssertionError", _message(torch.zeros(2, 3, dtype=torch.float32))) == "dtype"
-    selection = tolerance.describe("p", None, "selected set differs from the top-k on an unambiguous row", [])
+    selection = tolerance.describe("p", None, "selected set differs from the top-k on an unambiguous row", [], kind="selection")
     assert failures.failure_kind("AssertionError", selection) == "selection"
+    bitwise = tolerance.describe("p", None, "output: not bitwise equal", [], kind="mismatch")
+    assert failures.failure_kind("AssertionError", bitwise) == "mismatch"  # the message's kind line, not its words
     assert failures.failure_kind("OutOfMemoryError", "CUDA out of memory") == "oom"
     assert failures.failure_kind("RuntimeError", "no kernel image") == "raised"
     assert failures.failure_kind("Failed", "DID NOT RAISE <class 'ValueError'>") == "no-error"

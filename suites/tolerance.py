@@ -1,25 +1,32 @@
-"""The error model of the equivalence suite (SPEC §4) and its failure messages.
+"""The error model of the equivalence suite and its failure messages (docs/error-model.md).
 
 Rule, for an output and for every gradient:
 
-    max|cand - gold|  <=  BASE_FACTOR * max|base - gold|  +  floor
+    max|cand - gold|  <=  BASE_FACTOR * base_error  +  floor
 
 - gold: the computation in float64 on the test-dtype inputs promoted to float64;
 - base: the trusted operator (``F.conv*d``, SDPA, ``nn.MultiheadAttention``; where PyTorch has
   none, the naive oracle) in the test dtype;
+- perturbed: gold again on its inputs perturbed by `PERTURB_ULPS` units in the last place of
+  float64 (each element times ``1 + PERTURB_ULPS * eps * u``, u uniform in [-1, 1] from the
+  case's seed). A backward-stable implementation computes the exact result of slightly perturbed
+  inputs, so this measures what float64 rounding costs on this very input: large for a softmax
+  over large scores or a sum that cancels, tiny for a well-conditioned one;
+- base_error: ``max(max|base - gold|, max|perturbed - gold|)``;
 - cand: the implementation under test in the test dtype;
-- floor: ``eps(dtype) * (FLOOR_ULPS + sqrt(reduction)) * max(max|gold|, 1)``: a few units in
-  the last place at the output's magnitude plus a term growing with the reduction length k·C
-  (summation error of a random-order sum), at that magnitude too.
+- floor: ``eps(dtype) * (FLOOR_ULPS + SUM_GROWTH * sqrt(n)) * magnitude``: a few units in the
+  last place plus the growth of an n-term sum taken in another order, where n is the reduction
+  length of *that* tensor (an output, or one gradient: each has its own). ``magnitude`` is
+  ``max|gold|``, clamped below at 1 when the property supplies no perturbed gold (its terms are
+  then taken to be of unit size, which the standard-normal inputs of those properties are).
 
-A failure names the property, the case (config and seed), the worst element (index, cand, gold,
-base), both errors and the bound, and one command that replays it. An output (or gradient) in
-another dtype or on another device than expected fails too.
+A failure names the property, its kind, the case (config and seed), the worst element (index,
+cand, gold, base), both errors and the bound, and one command that replays it. An output (or
+gradient) in another dtype, on another device or of another shape than expected fails too.
 
 Passing checks are measured: inside `measuring()`, the check closest to its bound (largest
-``max_error / bound``) over all of a test's examples is kept, so that the runner can report
-``max_error``, ``base_error`` and ``bound`` of passing properties (conftest records them with
-pytest's ``record_property`` mechanism).
+``max_error / bound``) over all of a test's examples is kept, per dtype, so that the runner can
+report ``max_error``, ``base_error`` and ``bound`` of passing properties.
 """
 
 from __future__ import annotations
@@ -27,10 +34,12 @@ from __future__ import annotations
 import math
 import os
 import shlex
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -42,34 +51,66 @@ FLOOR_ULPS = 8.0
 #: sqrt(n) ulps for random-signed terms; the factor covers orders that are not random (a pairwise
 #: tree against a sequential loop, blocked products).
 SUM_GROWTH = 2.0
+#: How far (in float64 ulps, relative) `perturb` moves every input element.
+PERTURB_ULPS = 4.0
+#: Ulps of the score dtype that separate a "clear" selection from a near-tie (`score_gap`).
+SCORE_GAP_ULPS = 16.0
+
+#: What went wrong, one word each; a failure message says it on its ``kind:`` line.
+KINDS = (
+    "mismatch",  # values beyond the bound
+    "shape",
+    "dtype",
+    "device",
+    "nan",  # NaN where gold is finite
+    "selection",  # the selected set or its scores are not the top-k
+    "tie-rule",  # exact ties ordered other than the declared canonical rule
+    "nondeterministic",  # two identical calls differ
+    "no-error",  # invalid input accepted
+    "error-convention",  # invalid input refused, but not with the named error the contract asks for
+    "structure",  # a structural claim (a trap, a property of the table) does not hold
+)
 
 _replay_options: list[str] = []
 
 
 def set_replay_options(options: Sequence[str]) -> None:
-    """Extra pytest options the replay line must carry (``--impl`` specs); set by conftest."""
+    """Extra pytest options the replay line must carry (``--impl`` specs); set by the plugin."""
     _replay_options[:] = list(options)
+
+
+# ------------------------------------------------------------------------ measuring passes
 
 
 @dataclass
 class Measurement:
-    """The worst passing check of a test so far (by ``max_error / bound``)."""
+    """The worst passing check of a test so far (by ``max_error / bound``), overall and per dtype."""
 
     max_error: float = 0.0
     base_error: float = 0.0
     bound: float = math.inf
     checks: int = 0
+    by_dtype: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
-    def add(self, max_error: float, base_error: float, bound: float) -> None:
+    def add(self, max_error: float, base_error: float, bound: float, dtype: str = "") -> None:
         self.checks += 1
         if self.checks == 1 or _ratio(max_error, bound) > _ratio(self.max_error, self.bound):
             self.max_error, self.base_error, self.bound = max_error, base_error, bound
+        worst = self.by_dtype.get(dtype)
+        if worst is None or _ratio(max_error, bound) > _ratio(worst[0], worst[2]):
+            self.by_dtype[dtype] = (max_error, base_error, bound)
 
-    def properties(self) -> list[tuple[str, float]]:
+    def properties(self) -> list[tuple[str, object]]:
         """``(name, value)`` pairs for ``record_property``; empty when nothing was checked."""
         if not self.checks:
             return []
-        return [("max_error", self.max_error), ("base_error", self.base_error), ("bound", self.bound)]
+        per_dtype = {d: {"max_error": e, "base_error": b, "bound": bd} for d, (e, b, bd) in self.by_dtype.items() if d}
+        return [
+            ("max_error", self.max_error),
+            ("base_error", self.base_error),
+            ("bound", self.bound),
+            ("errors_by_dtype", per_dtype),
+        ]
 
 
 def _ratio(err: float, bound: float) -> float:
@@ -90,10 +131,13 @@ def measuring() -> Iterator[Measurement]:
         _measurement.reset(token)
 
 
-def _measure(max_error: float, base_error: float, bound: float) -> None:
+def _measure(max_error: float, base_error: float, bound_: float, dtype: torch.dtype | None = None) -> None:
     m = _measurement.get()
     if m is not None:
-        m.add(max_error, base_error, bound)
+        m.add(max_error, base_error, bound_, "" if dtype is None else _name(dtype))
+
+
+# ---------------------------------------------------------------------------- the rule
 
 
 def eps(dtype: torch.dtype) -> float:
@@ -101,42 +145,141 @@ def eps(dtype: torch.dtype) -> float:
     return torch.finfo(dtype).eps
 
 
-def floor(gold: torch.Tensor, dtype: torch.dtype, reduction: int) -> float:
+def _finite_max(t: torch.Tensor) -> float:
+    finite = t[torch.isfinite(t)] if t.numel() else t
+    return float(finite.abs().max()) if finite.numel() else 0.0
+
+
+def floor(gold: torch.Tensor, dtype: torch.dtype, reduction: int, *, unit_terms: bool = True) -> float:
     """The absolute error no implementation can be asked to beat (see the module docstring):
-    ``eps(dtype) * (FLOOR_ULPS + SUM_GROWTH * sqrt(reduction)) * max(max|gold|, 1)``."""
-    finite = gold[torch.isfinite(gold)] if gold.numel() else gold
-    mag = float(finite.abs().max()) if finite.numel() else 0.0
-    return eps(dtype) * (FLOOR_ULPS + SUM_GROWTH * math.sqrt(max(reduction, 1))) * max(mag, 1.0)
+    ``eps(dtype) * (FLOOR_ULPS + SUM_GROWTH * sqrt(reduction)) * magnitude`` with magnitude
+    ``max|gold|``, clamped below at 1 when ``unit_terms``."""
+    mag = _finite_max(gold)
+    if unit_terms:
+        mag = max(mag, 1.0)
+    return eps(dtype) * (FLOOR_ULPS + SUM_GROWTH * math.sqrt(max(reduction, 1))) * mag
 
 
-def bound(base_error: float, gold: torch.Tensor, dtype: torch.dtype, reduction: int) -> float:
+def bound(base_error: float, gold: torch.Tensor, dtype: torch.dtype, reduction: int, *, unit_terms: bool = True) -> float:
     """The largest ``max|cand - gold|`` a correct implementation may show:
     ``BASE_FACTOR * base_error + floor(gold, dtype, reduction)``. The suite's checks and the
     benchmark's verdict both use it."""
-    return BASE_FACTOR * base_error + floor(gold, dtype, reduction)
+    return BASE_FACTOR * base_error + floor(gold, dtype, reduction, unit_terms=unit_terms)
+
+
+def perturb(tensors: Mapping[str, torch.Tensor | None], seed: int) -> dict[str, torch.Tensor | None]:
+    """float64 CPU copies of ``tensors`` with every element moved by up to `PERTURB_ULPS` ulps
+    (relative), from a generator seeded with ``seed`` (the same perturbation on every replay).
+    Integer and boolean tensors (masks) pass unchanged."""
+    g = torch.Generator().manual_seed(seed + 977)
+    out: dict[str, torch.Tensor | None] = {}
+    for name, t in tensors.items():
+        if t is None or not t.is_floating_point():
+            out[name] = t
+            continue
+        t64 = t.detach().to("cpu", torch.float64)
+        u = torch.rand(t64.shape, generator=g, dtype=torch.float64) * 2 - 1
+        out[name] = t64 * (1 + PERTURB_ULPS * eps(torch.float64) * u)
+    return out
+
+
+def score_gap(scores: torch.Tensor, dtype: torch.dtype, dim: int) -> float:
+    """The one gap rule: two scores closer than this may swap places when computed in ``dtype``
+    in another order (``SCORE_GAP_ULPS * eps * (max|s| + 1) * sqrt(dim)``, ``dim`` the length of
+    the dot products behind a score)."""
+    return SCORE_GAP_ULPS * eps(dtype) * (_finite_max(scores) + 1.0) * math.sqrt(max(dim, 1))
+
+
+def clear_rows(scores: torch.Tensor, k: int, gap: float) -> torch.Tensor:
+    """Rows ``(..., Nq)`` of ``scores`` ``(..., Nq, M)`` whose k-th and (k+1)-th largest scores
+    differ by more than ``gap``: their top-k *set* is the same in every correct implementation."""
+    if k >= scores.shape[-1]:
+        return torch.ones(scores.shape[:-1], dtype=torch.bool, device=scores.device)
+    ordered = scores.sort(dim=-1, descending=True).values
+    return (ordered[..., k - 1] - ordered[..., k]) > gap
+
+
+# ----------------------------------------------------------------------------- messages
 
 
 def replay_command() -> str:
     """One shell line that reruns the current test under the current profile (derandomized under
-    ``ci``: the same examples, the same shrunk failure)."""
+    ``ci``: the same examples, the same shrunk failure), from any directory: the test file by a
+    path that resolves from the current directory, the import path and the ``--impl`` options."""
     current = os.environ.get("PYTEST_CURRENT_TEST", "<test id>").rsplit(" (", 1)[0]
-    profile = os.environ.get("HYPOTHESIS_PROFILE", "dev")
-    extra = " ".join(shlex.quote(o) for o in _replay_options)
-    line = f"HYPOTHESIS_PROFILE={profile} PYTHONPATH=. python -m pytest {shlex.quote(current)} -p no:cacheprovider"
+    return replay_line(current, _replay_options, os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+def replay_line(nodeid: str, options: Sequence[str], profile: str) -> str:
+    """The replay command of test ``nodeid`` (as pytest prints it, relative to its rootdir)."""
+    path, sep, rest = nodeid.partition("::")
+    file = _test_path(path)
+    env = [f"HYPOTHESIS_PROFILE={profile}"]
+    pythonpath = _import_path()
+    if pythonpath:
+        env.append(f"PYTHONPATH={shlex.quote(pythonpath)}")
+    extra = " ".join(shlex.quote(o) for o in options)
+    line = f"{' '.join(env)} python -m pytest {shlex.quote(file + sep + rest)} -p suites.pytest_plugin -p no:cacheprovider"
     line = f"{line} {extra}".rstrip()
     if profile != "ci":
         line += "  # not derandomized: add the @reproduce_failure blob printed above, or use HYPOTHESIS_PROFILE=ci"
     return line
 
 
-def describe(prop: str, case: object, what: str, lines: Sequence[str]) -> str:
-    """A failure message: property, what failed, details, the case and the replay line."""
+def _test_path(path: str) -> str:
+    """A test file's path as the replay line names it: relative to the current directory when it
+    lies below it, else absolute (the suite installed elsewhere than the user's project)."""
+    here = Path.cwd()
+    candidate = Path(path)
+    if not candidate.is_absolute():
+        root = Path(__file__).resolve().parent.parent  # the directory holding the suites package
+        candidate = root / path if (root / path).exists() else here / path
+    try:
+        return str(candidate.resolve().relative_to(here))
+    except ValueError:
+        return str(candidate.resolve())
+
+
+def _import_path() -> str:
+    """PYTHONPATH for the replay: this process's entries, entries below the current directory
+    written relative to it (so that a line pasted into a bug report stays valid in a checkout)."""
+    here = Path.cwd()
+    entries = [e for e in os.environ.get("PYTHONPATH", "").split(os.pathsep) if e]
+    out = []
+    for entry in entries:
+        p = Path(entry).resolve()
+        try:
+            rel = p.relative_to(here)
+            out.append(str(rel) if str(rel) != "." else ".")
+        except ValueError:
+            out.append(str(p))
+    if not out and "" in sys.path:
+        out.append(".")
+    return os.pathsep.join(dict.fromkeys(out))
+
+
+def describe(prop: str, case: object, what: str, lines: Sequence[str], *, kind: str = "mismatch") -> str:
+    """A failure message: property, what failed, its kind, details, the case and the replay line."""
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r} is not one of {KINDS}")
     body = "\n".join(f"  {line}" for line in lines)
-    return f"[{prop}] {what}\n{body}\n  case: {case!r}\n  replay: {replay_command()}"
+    body = f"{body}\n" if body else ""
+    return f"[{prop}] {what}\n  kind: {kind}\n{body}  case: {case!r}\n  replay: {replay_command()}"
 
 
 def _as_gold(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to(device="cpu", dtype=torch.float64)
+
+
+def _name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def _same_device(got: torch.device, expected: torch.device) -> bool:
+    return got.type == expected.type and (expected.index is None or got.index in (None, expected.index))
+
+
+# ------------------------------------------------------------------------------- checks
 
 
 def check(
@@ -150,21 +293,29 @@ def check(
     case: object,
     what: str = "output",
     device: str | torch.device | None = None,
+    perturbed: torch.Tensor | None = None,
+    unit_terms: bool | None = None,
 ) -> None:
-    """Assert SPEC §4's rule for one tensor (an output or a gradient) and explain a failure.
+    """Assert the rule for one tensor (an output or a gradient) and explain a failure.
 
     ``cand`` must be in ``dtype`` and, when ``device`` is given, on that device (type and index
-    when the index is given)."""
+    when the index is given). ``perturbed``: gold on perturbed inputs (`perturb`), when the
+    property can compute it. ``unit_terms``: whether the floor's magnitude is clamped at 1
+    (default: when there is no perturbed gold); properties whose scores mix the inputs with
+    unit-size terms the implementation computes itself (coordinate channels, hybrid
+    coordinates), which no input perturbation moves, keep the clamp."""
+    if not isinstance(cand, torch.Tensor):
+        raise AssertionError(describe(prop, case, f"{what}: not a tensor but {type(cand).__name__}", [], kind="shape"))
     if cand.dtype != dtype:
         raise AssertionError(
-            describe(prop, case, f"{what}: dtype {_name(cand.dtype)} != expected {_name(dtype)}", [])
+            describe(prop, case, f"{what}: dtype {_name(cand.dtype)} != expected {_name(dtype)}", [], kind="dtype")
         )
     if device is not None and not _same_device(cand.device, torch.device(device)):
-        raise AssertionError(describe(prop, case, f"{what}: on device {cand.device} != expected {device}", []))
+        raise AssertionError(describe(prop, case, f"{what}: on device {cand.device} != expected {device}", [], kind="device"))
     cand64, base64, gold64 = _as_gold(cand), _as_gold(base), _as_gold(gold)
     if cand64.shape != gold64.shape:
         raise AssertionError(
-            describe(prop, case, f"{what}: shape {tuple(cand64.shape)} != expected {tuple(gold64.shape)}", [])
+            describe(prop, case, f"{what}: shape {tuple(cand64.shape)} != expected {tuple(gold64.shape)}", [], kind="shape")
         )
     bad_nan = torch.isnan(cand64) & ~torch.isnan(gold64)
     if bool(bad_nan.any()):
@@ -174,71 +325,85 @@ def check(
                 prop,
                 case,
                 f"{what}: NaN where gold is finite",
-                [f"first at index {idx}, gold={float(gold64[idx]):.6g}"],
+                [f"first at index {idx}, gold={float(gold64[idx]):.6g}", f"{int(bad_nan.sum())} NaN elements"],
+                kind="nan",
             )
         )
     finite = torch.isfinite(gold64)
-    err = (cand64 - gold64).abs().masked_fill(~finite, 0.0).nan_to_num(0.0)
-    base_err = (base64 - gold64).abs().masked_fill(~finite, 0.0).nan_to_num(0.0)
-    cand_max = float(err.max()) if err.numel() else 0.0
+    err = (cand64 - gold64).abs().masked_fill(~finite, 0.0).nan_to_num(0.0, posinf=math.inf)
+    base_err = (base64 - gold64).abs().masked_fill(~finite, 0.0).nan_to_num(0.0, posinf=math.inf)
     base_max = float(base_err.max()) if base_err.numel() else 0.0
-    fl = floor(gold64.masked_fill(~finite, 0.0), dtype, reduction)
-    bound = BASE_FACTOR * base_max + fl
-    if cand_max <= bound:
-        _measure(cand_max, base_max, bound)
+    perturbed_max = 0.0
+    if perturbed is not None:
+        p_err = (_as_gold(perturbed) - gold64).abs().masked_fill(~finite, 0.0).nan_to_num(0.0, posinf=math.inf)
+        perturbed_max = float(p_err.max()) if p_err.numel() else 0.0
+    mismatch_inf = ~finite & ~torch.isnan(gold64) & (cand64 != gold64)
+    cand_max = float(err.max()) if err.numel() else 0.0
+    if bool(mismatch_inf.any()):
+        cand_max = math.inf
+        err = err.masked_fill(mismatch_inf, math.inf)
+    reference_error = max(base_max, perturbed_max)
+    fl = floor(gold64.masked_fill(~finite, 0.0), dtype, reduction, unit_terms=perturbed is None if unit_terms is None else unit_terms)
+    limit = BASE_FACTOR * reference_error + fl
+    if cand_max <= limit:
+        _measure(cand_max, reference_error, limit, dtype)
         return
     flat = int(err.argmax())
     idx = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), err.shape))
     lines = [
-        f"cand error {cand_max:.3e} > bound {bound:.3e} = {BASE_FACTOR:g} * base error {base_max:.3e} + floor {fl:.3e}"
-        f" (dtype {str(dtype).replace('torch.', '')}, reduction {reduction})",
+        f"cand error {cand_max:.3e} > bound {limit:.3e} = {BASE_FACTOR:g} * base error {reference_error:.3e} + floor {fl:.3e}"
+        f" (dtype {_name(dtype)}, reduction {reduction})",
+        f"base error = max(baseline {base_max:.3e}, gold on inputs perturbed by {PERTURB_ULPS:g} ulps "
+        + (f"{perturbed_max:.3e})" if perturbed is not None else "not computed)"),
         f"worst element at index {idx}: cand={float(cand64[idx]):.8g} gold={float(gold64[idx]):.8g} base={float(base64[idx]):.8g}",
+        f"{int((err > limit).sum())} of {err.numel()} elements beyond the bound",
     ]
     raise AssertionError(describe(prop, case, f"{what} differs from gold", lines))
 
 
-def _name(dtype: torch.dtype) -> str:
-    return str(dtype).replace("torch.", "")
-
-
-def _same_device(got: torch.device, expected: torch.device) -> bool:
-    return got.type == expected.type and (expected.index is None or got.index in (None, expected.index))
-
-
 def check_gradients(
     prop: str,
-    cand: dict[str, torch.Tensor | None],
-    base: dict[str, torch.Tensor | None],
-    gold: dict[str, torch.Tensor | None],
+    cand: Mapping[str, torch.Tensor | None],
+    base: Mapping[str, torch.Tensor | None],
+    gold: Mapping[str, torch.Tensor | None],
     *,
     dtype: torch.dtype,
-    reductions: dict[str, int],
+    reductions: Mapping[str, int],
     case: object,
     device: str | torch.device | None = None,
+    perturbed: Mapping[str, torch.Tensor | None] | None = None,
+    unit_terms: bool | None = None,
 ) -> None:
-    """`check` on every gradient by name (``grad x``, ``grad weight``, ...)."""
+    """`check` on every gradient by name (``grad x``, ``grad weight``, ...); each name must have
+    its reduction length in ``reductions``."""
     for name, g in gold.items():
         if g is None:
+            if cand.get(name) is not None:
+                raise AssertionError(describe(prop, case, f"grad {name} exists but gold has none", [], kind="shape"))
             continue
-        c, b = cand[name], base[name]
+        c, b = cand.get(name), base.get(name)
         if c is None:
-            raise AssertionError(describe(prop, case, f"grad {name} is None but gold has one", []))
+            raise AssertionError(describe(prop, case, f"grad {name} is None but gold has one", [], kind="shape"))
+        if name not in reductions:
+            raise KeyError(f"{prop}: no reduction length for grad {name}")
         assert b is not None
+        p = None if perturbed is None else perturbed.get(name)
         check(
-            prop, c, b, g, dtype=dtype, reduction=reductions.get(name, 1), case=case, what=f"grad {name}", device=device
+            prop, c, b, g, dtype=dtype, reduction=reductions[name], case=case, what=f"grad {name}", device=device,
+            perturbed=p, unit_terms=unit_terms,
         )
 
 
-def check_exact(prop: str, a: torch.Tensor, b: torch.Tensor, *, case: object, what: str) -> None:
-    """Bitwise equality (determinism, gathers)."""
+def check_exact(prop: str, a: torch.Tensor, b: torch.Tensor, *, case: object, what: str, kind: str = "mismatch") -> None:
+    """Bitwise equality (gathers, replays); ``kind`` says what a difference means."""
     if a.shape == b.shape and bool(torch.equal(a, b)):
         return
     if a.shape != b.shape:
-        raise AssertionError(describe(prop, case, f"{what}: shapes {tuple(a.shape)} and {tuple(b.shape)} differ", []))
+        raise AssertionError(describe(prop, case, f"{what}: shapes {tuple(a.shape)} and {tuple(b.shape)} differ", [], kind="shape"))
     diff = (a.double() - b.double()).abs().nan_to_num(float("inf"))
     idx = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
     raise AssertionError(
-        describe(prop, case, f"{what}: not bitwise equal", [f"worst at {idx}: {float(a[idx])!r} vs {float(b[idx])!r}"])
+        describe(prop, case, f"{what}: not bitwise equal", [f"worst at {idx}: {float(a[idx])!r} vs {float(b[idx])!r}"], kind=kind)
     )
 
 
@@ -252,16 +417,17 @@ def check_selection(
     case: object,
     atol: float,
 ) -> None:
-    """Selections as sets plus scores, tie-tolerant (SPEC §3.4).
+    """Selections as sets plus scores, tie-tolerant.
 
     cand_index, cand_score ``(..., Nq, k)``; scores ``(..., Nq, M)`` all candidates' gold
     scores. The selected scores, sorted, must equal the k largest gold scores (within ``atol``);
-    the index *sets* must agree on rows whose k-th and (k+1)-th gold scores differ by > ``atol``.
+    the index *sets* must agree on rows whose k-th and (k+1)-th gold scores differ by > ``atol``
+    (`clear_rows`): any choice among tied candidates is a correct one.
     """
     gold_top, gold_idx = scores.topk(k, dim=-1)
     picked = scores.gather(-1, cand_index.to(scores.device).long())
     got = picked.sort(dim=-1, descending=True).values
-    reported = cand_score.double().sort(dim=-1, descending=True).values
+    reported = cand_score.detach().double().cpu().sort(dim=-1, descending=True).values
     worst = 0.0
     for label, value in (("scores of the selected candidates", got), ("reported scores", reported)):
         diff = (value - gold_top).abs()
@@ -274,13 +440,10 @@ def check_selection(
                     case,
                     f"{label} are not the top-{k}",
                     [f"at {idx}: {float(value[idx]):.8g} vs top-k {float(gold_top[idx]):.8g} (atol {atol:.2e})"],
+                    kind="selection",
                 )
             )
-    if k < scores.shape[-1]:
-        ordered = scores.sort(dim=-1, descending=True).values
-        clear = (ordered[..., k - 1] - ordered[..., k]) > atol
-    else:
-        clear = torch.ones(scores.shape[:-1], dtype=torch.bool)
+    clear = clear_rows(scores, k, atol)
     same = cand_index.long().sort(dim=-1).values.cpu() == gold_idx.sort(dim=-1).values.cpu()
     wrong = clear.cpu() & ~same.all(dim=-1)
     if bool(wrong.any()):
@@ -291,6 +454,7 @@ def check_selection(
                 case,
                 "selected set differs from the top-k on an unambiguous row",
                 [f"row {row}: cand {sorted(cand_index[row].tolist())} vs gold {sorted(gold_idx[row].tolist())}"],
+                kind="selection",
             )
         )
     _measure(worst, 0.0, atol)

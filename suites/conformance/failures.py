@@ -20,6 +20,7 @@ _ERRORS = re.compile(
 )
 _WORST = re.compile(r"^\s*((?:worst|first)\b[^\n]*)$", re.MULTILINE)
 _CASE = re.compile(r"^\s*case: (?P<case>[^\n]*)$", re.MULTILINE)
+_KIND = re.compile(r"^\s*kind: (?P<kind>[a-z-]+)\s*$", re.MULTILINE)
 _REPLAY = re.compile(r"^\s*replay: (?P<replay>[^\n]*)$", re.MULTILINE)
 _SEED = re.compile(r"\bseed['\"]?\s*[=:]\s*(?P<seed>\d+)")
 _BLOB = re.compile(r"@reproduce_failure\([^)\n]*\)")
@@ -52,6 +53,8 @@ def parse_message(text: str) -> dict[str, Any]:
     if m := _ERRORS.search(text):
         out["max_error"], out["base_error"] = float(m["cand"]), float(m["base"])
         out["bound"], out["floor"] = float(m["bound"]), float(m["floor"])
+    if m := _KIND.search(text):
+        out["kind"] = m["kind"]
     if m := _WORST.search(text):
         out["worst"] = m.group(1).strip()
     if m := _CASE.search(text):
@@ -77,7 +80,10 @@ def failure_kind(exc_type: str, message: str) -> str:
         return "no-error"
     if exc_type not in CHECK_TYPES:
         return "raised"
-    what = parse_message(message).get("what", message.split("\n", 1)[0])
+    parsed = parse_message(message)
+    if "kind" in parsed:  # the suite's messages say it themselves
+        return str(parsed["kind"])
+    what = parsed.get("what", message.split("\n", 1)[0])
     for pattern, kind in _KINDS:
         if re.search(pattern, what, re.IGNORECASE):
             return kind

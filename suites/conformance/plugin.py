@@ -194,7 +194,7 @@ class Recorder:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """What the contract's optional ``teardown()`` raised: the ``impl`` fixture (conftest.py)
         calls it once per implementation after its tests and leaves its errors here."""
-        from conftest import TEARDOWN_ERRORS
+        from suites.pytest_plugin import TEARDOWN_ERRORS
 
         for name, error in session.config.stash.get(TEARDOWN_ERRORS, []):
             records.append(self.path, {"event": "teardown-error", "impl": name, "error": error})

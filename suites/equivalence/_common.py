@@ -18,7 +18,9 @@ from hypothesis.control import currently_in_test_context
 from hypothesis.errors import Unsatisfiable
 
 from convnn_ref.config import ConvNNConfig
-from suites.implementations import Implementation
+from suites import tolerance
+from suites.implementations import LOWEST_INDEX, Implementation, Shapes
+from suites.pytest_plugin import reseed_global_rngs
 from suites.strategies import DTYPES, ConvCase, steered_dtypes
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])  # cpu always; cuda when present
@@ -61,9 +63,18 @@ def capability_filtering(name: str) -> Iterator[CapabilityLog]:
 
 
 def skip_outside(
-    impl: Implementation, config: ConvNNConfig, *, form: str, dtype: torch.dtype, device: str, **kw: object
+    impl: Implementation,
+    config: ConvNNConfig,
+    *,
+    form: str,
+    dtype: torch.dtype,
+    device: str,
+    shapes: Shapes | None = None,
+    **kw: object,
 ) -> None:
-    """Reject an example outside the implementation's capabilities.
+    """Reject an example outside the implementation's capabilities; then put the global RNGs in
+    their fixed state, so that the example computes the same wherever it runs (a whole suite, a
+    replay line, a ``@reproduce_failure`` blob).
 
     Inside ``@given`` this filters the one example (`hypothesis.assume`): the property goes on
     with the next. The whole test is skipped, with the reason, only when its fixed structure
@@ -77,21 +88,45 @@ def skip_outside(
         structural = f"form {form!r} not supported (supports {caps.forms})"
     elif device.split(":")[0] not in caps.devices:
         structural = f"device {device} not supported (supports {caps.devices})"
-    reason = structural or caps.reason(config, form=form, dtype=dtype, device=device, **kw)  # type: ignore[arg-type]
-    log = _log.get()
-    if not currently_in_test_context() or structural is not None:
+    reason = structural or caps.reason(config, form=form, dtype=dtype, device=device, shapes=shapes, **kw)  # type: ignore[arg-type]
+    if structural is not None or not currently_in_test_context():
         if reason is not None:
             pytest.skip(f"{impl.name}: {reason}")
-        return
+    else:
+        reject(impl, reason)
+    reseed_global_rngs()
+
+
+def reject(impl: Implementation, reason: str | None) -> None:
+    """Filter the current example out when ``reason`` is not None, counting the reason (see
+    `skip_outside`); a no-op for None."""
+    log = _log.get()
     if reason is None:
         if log is not None:
             log.accepted += 1
         return
     if log is not None:
-        log.reasons[reason] += 1
+        log.reasons[reason.split(":", 1)[0]] += 1
         if not log.accepted and log.reasons.total() >= MAX_REJECTIONS:
             pytest.skip(log.skip_reason(impl.name))
     assume(False)
+
+
+def claims_tie_rule(impl: Implementation) -> bool:
+    """The implementation declares the canonical tie rule (lower index first)."""
+    return impl.capabilities.tie_rule == LOWEST_INDEX
+
+
+def require_tie_rule(impl: Implementation) -> None:
+    """Tie properties hold only implementations that declare the canonical rule to it."""
+    if not claims_tie_rule(impl):
+        pytest.skip(f"{impl.name}: does not declare the canonical tie rule (tie_rule={impl.capabilities.tie_rule!r})")
+
+
+def options(impl: Implementation, **values: object) -> dict[str, object]:
+    """The keyword options of a call the implementation declares (``capabilities.options``);
+    None values are left out."""
+    return {k: v for k, v in values.items() if v is not None and k in impl.capabilities.options}
 
 
 def torch_conv(case: ConvCase, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -109,15 +144,26 @@ def promote(tensors: Mapping[str, torch.Tensor | None]) -> dict[str, torch.Tenso
     return {n: None if t is None else t.detach().to("cpu", torch.float64) for n, t in tensors.items()}
 
 
+def gold_pair(
+    fn: Callable[..., torch.Tensor], tensors: Mapping[str, torch.Tensor | None], seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``fn`` on the promoted inputs (gold) and on the promoted inputs perturbed by a few ulps
+    (`suites.tolerance.perturb`): what float64 rounding alone may cost on this input."""
+    with torch.no_grad():
+        return fn(**promote(tensors)), fn(**tolerance.perturb(tensors, seed))
+
+
 def with_grads(
-    fn: Callable[..., torch.Tensor], tensors: Mapping[str, torch.Tensor | None], seed: int, dtype: torch.dtype
+    fn: Callable[..., torch.Tensor], tensors: Mapping[str, torch.Tensor | None], seed: int, dtype: torch.dtype,
+    *, requires_grad: tuple[str, ...] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor | None]]:
     """Run ``fn(**tensors)`` with every tensor requiring grad, backpropagate a seeded random
     cotangent (drawn in float64, rounded to the test ``dtype``, then cast to the output's dtype,
     so gold and cand see the same values). Returns the output and the gradients by name."""
-    leaves = {n: None if t is None else t.detach().clone().requires_grad_(True) for n, t in tensors.items()}
+    wanted = tensors.keys() if requires_grad is None else requires_grad
+    leaves = {n: None if t is None else t.detach().clone().requires_grad_(n in wanted) for n, t in tensors.items()}
     out = fn(**leaves)
     g = torch.Generator().manual_seed(seed + 11)
     cot = torch.randn(out.shape, generator=g, dtype=torch.float64).to(dtype).to(out.dtype).to(out.device)
     out.backward(cot)
-    return out.detach(), {n: None if t is None else t.grad for n, t in leaves.items()}
+    return out.detach(), {n: None if t is None or n not in wanted else t.grad for n, t in leaves.items()}

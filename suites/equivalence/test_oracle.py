@@ -1,8 +1,11 @@
-"""The main path against the naive oracle (SPEC §4: where PyTorch has no operator, gold is the
-deliberately naive implementation in float64). Data-dependent selections (feature, hybrid) are
-compared in float64, where gold = base = the oracle: rounding in a lower dtype may legitimately
-flip a near-tie. Position selections are data-independent, so they run in every dtype with
-base = the oracle in the test dtype."""
+"""Implementations against the naive oracle (docs/error-model.md: where PyTorch has no operator,
+gold is the deliberately naive implementation in float64). Data-dependent selections (feature,
+hybrid) are compared in float64, where base = the oracle on perturbed inputs: rounding in a lower
+dtype may legitimately flip a near-tie. Position selections are data-independent, so they run in
+every dtype with base = the oracle in the test dtype.
+
+Inputs with a harmful near-tie (`suites.ties`) are set aside here; the ``*_canonical_rule``
+properties take them back for implementations that declare the canonical tie rule."""
 
 from __future__ import annotations
 
@@ -16,25 +19,43 @@ from hypothesis import strategies as st
 from convnn_ref.config import ConvNNConfig
 from convnn_ref.naive import naive_attention, naive_convnn
 from suites import tolerance
-from suites.equivalence._common import DEVICES, dtypes, promote, skip_outside
-from suites.implementations import Implementation
-from suites.strategies import GeneralCase, general_cases, randn
+from suites.equivalence._common import DEVICES, dtypes, gold_pair, options, reject, require_tie_rule, skip_outside
+from suites.implementations import Implementation, Shapes
+from suites.inputs import STYLES, tokens
+from suites.strategies import GeneralCase, general_cases, input_scales, memory_budgets, randn, tied_feature_cases
+from suites.ties import attention_ambiguity, image_ambiguity
 
 ORACLE_EXAMPLES = 40  # the oracle loops in Python (up to ~0.1 s an example); 40 keep each property near 3 s
 
 
-def _image_property(prop: str, impl: Implementation, case: GeneralCase, dtype: torch.dtype, device: str) -> None:
-    """cand = impl.convnn in dtype; gold = oracle in float64 on promoted inputs; base = oracle in dtype."""
+def _image_property(
+    prop: str, impl: Implementation, case: GeneralCase, dtype: torch.dtype, device: str, *, canonical_ties: bool = False
+) -> None:
+    """cand = impl.convnn in dtype; gold = oracle in float64 on promoted inputs (and on perturbed
+    ones); base = oracle in dtype. Inputs with a harmful near-tie are set aside unless
+    ``canonical_ties`` (then the implementation must declare the canonical rule)."""
     c = case.config
+    if canonical_ties:
+        require_tie_rule(impl)
     skip_outside(
-        impl, c, form="image", dtype=dtype, device=device, spatial_dims=len(case.spatial), num_tokens=math.prod(case.spatial)
+        impl, c, form="image", dtype=dtype, device=device, spatial_dims=len(case.spatial),
+        num_tokens=math.prod(case.spatial), shapes=case.shapes(),
     )
     t = case.tensors(dtype, device)
-    cand = impl.convnn(t["x"], t["weight"], t["bias"], c, generator=case.generator())
-    gold = naive_convnn(**promote(t), config=c, generator=case.generator())  # type: ignore[arg-type]
+    if not canonical_ties:
+        reject(impl, image_ambiguity(t["x"], c, generator=case.generator(), scored_dim=case.in_channels + 3))  # type: ignore[arg-type]
+    cand = impl.convnn(t["x"], t["weight"], t["bias"], c, generator=case.generator(), **options(impl, memory_budget=case.memory_budget))
+
+    def oracle(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
+        return naive_convnn(x, weight, bias, c, generator=case.generator())
+
+    gold, perturbed = gold_pair(oracle, t, case.seed)
     cpu = {n: None if v is None else v.cpu() for n, v in t.items()}
-    base = gold if dtype == torch.float64 else naive_convnn(**cpu, config=c, generator=case.generator())  # type: ignore[arg-type]
-    tolerance.check(prop, cand, base, gold, dtype=dtype, reduction=case.reduction, case=case, device=device)
+    base = gold if dtype == torch.float64 else oracle(**cpu)  # type: ignore[arg-type]
+    tolerance.check(
+        prop, cand, base, gold, dtype=dtype, reduction=case.reduction, case=case, device=device, perturbed=perturbed,
+        unit_terms=True if case.computed_unit_terms else None,
+    )
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -94,7 +115,7 @@ def test_forced_self_vs_oracle(impl: Implementation, device: str, case: GeneralC
 
 
 @st.composite
-def attention_general(draw: st.DrawFn) -> dict:
+def attention_general(draw: st.DrawFn, styles: tuple[str, ...] = STYLES) -> dict:
     """A sequence-form problem over the attention-relevant knobs, masks and forced self included."""
     nk = draw(st.integers(1, 10))
     forced = draw(st.booleans())
@@ -125,7 +146,42 @@ def attention_general(draw: st.DrawFn) -> dict:
         "dv": dv,
         "mask": draw(st.sampled_from(("none", "causal", "random"))),
         "seed": draw(st.integers(0, 2**31 - 1)),
+        "style": draw(st.sampled_from(styles)),
+        "magnitude": draw(input_scales),
+        "memory_budget": draw(memory_budgets),
     }
+
+
+def _attention_property(prop: str, impl: Implementation, device: str, p: dict, *, canonical_ties: bool = False) -> None:
+    """cand = impl.attention; gold = the oracle in float64 (and on perturbed inputs). Inputs with
+    a harmful near-tie are set aside unless ``canonical_ties``."""
+    c, s, f64 = p["config"], p["seed"], torch.float64
+    if canonical_ties:
+        require_tie_rule(impl)
+    allowed = None
+    if p["mask"] == "causal":
+        allowed = torch.ones(p["nq"], p["nk"], dtype=torch.bool).tril()[None]
+    elif p["mask"] == "random":
+        allowed = torch.rand(p["b"], p["nq"], p["nk"], generator=torch.Generator().manual_seed(s)) < 0.7
+    shapes = Shapes(form="attention", batch=p["b"], nq=p["nq"], nk=p["nk"], dim=p["d"], vdim=p["dv"], self_attention=False)
+    skip_outside(impl, c, form="attention", dtype=f64, device=device, masked=allowed is not None, shapes=shapes)
+    style = {"style": p["style"], "scale": p["magnitude"]}
+    t = {
+        "q": tokens((p["b"], p["nq"], p["d"]), s, f64, device, **style),
+        "k": tokens((p["b"], p["nk"], p["d"]), s + 1, f64, device, **style),
+        "v": tokens((p["b"], p["nk"], p["dv"]), s + 2, f64, device, **style),
+    }
+    if not canonical_ties:
+        reject(impl, attention_ambiguity(t["q"], t["k"], t["v"], c, allowed=allowed, generator=torch.Generator().manual_seed(s + 7)))
+    mask = None if allowed is None else allowed.to(device)
+    opts = options(impl, memory_budget=p["memory_budget"])
+    cand = impl.attention(t["q"], t["k"], t["v"], c, allowed=mask, generator=torch.Generator().manual_seed(s + 7), **opts)
+
+    def oracle(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return naive_attention(q, k, v, c, allowed=allowed, generator=torch.Generator().manual_seed(s + 7))
+
+    gold, perturbed = gold_pair(oracle, t, s)
+    tolerance.check(prop, cand, gold, gold, dtype=f64, reduction=c.k * p["dv"] + p["d"], case=p, device=device, perturbed=perturbed)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -141,26 +197,41 @@ def attention_general(draw: st.DrawFn) -> dict:
         "dv": 1,
         "mask": "none",
         "seed": 0,
+        "style": "normal",
+        "magnitude": 1.0,
+        "memory_budget": None,
     }
 )
 def test_attention_form_vs_oracle(impl: Implementation, device: str, p: dict) -> None:
     """The sequence form (similarities, masks, random candidates, forced self) equals the naive oracle in float64."""
-    c, s, f64 = p["config"], p["seed"], torch.float64
-    allowed = None
-    if p["mask"] == "causal":
-        allowed = torch.ones(p["nq"], p["nk"], dtype=torch.bool).tril()[None]
-    elif p["mask"] == "random":
-        allowed = torch.rand(p["b"], p["nq"], p["nk"], generator=torch.Generator().manual_seed(s)) < 0.7
-    skip_outside(impl, c, form="attention", dtype=f64, device=device, masked=allowed is not None)
-    q = randn((p["b"], p["nq"], p["d"]), s, f64, device)
-    k = randn((p["b"], p["nk"], p["d"]), s + 1, f64, device)
-    v = randn((p["b"], p["nk"], p["dv"]), s + 2, f64, device)
-    mask = None if allowed is None else allowed.to(device)
-    cand = impl.attention(q, k, v, c, allowed=mask, generator=torch.Generator().manual_seed(s + 7))
-    gold = naive_attention(
-        q.cpu(), k.cpu(), v.cpu(), c, allowed=allowed, generator=torch.Generator().manual_seed(s + 7)
-    )
-    tolerance.check("test_attention_form_vs_oracle", cand, gold, gold, dtype=f64, reduction=c.k * p["dv"] + p["d"], case=p, device=device)
+    _attention_property("test_attention_form_vs_oracle", impl, device, p)
+
+
+# ------------------------------------------------------------------ the canonical tie rule
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@settings(max_examples=ORACLE_EXAMPLES)
+@given(case=general_cases(bases=("position",), dims=(1, 2)))
+def test_position_ties_follow_the_canonical_rule(impl: Implementation, device: str, case: GeneralCase) -> None:
+    """Position scores tie exactly (equidistant points); with the canonical rule the output equals the oracle's, ties included."""
+    _image_property("test_position_ties_follow_the_canonical_rule", impl, case, torch.float64, device, canonical_ties=True)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@settings(max_examples=ORACLE_EXAMPLES)
+@given(case=tied_feature_cases())
+def test_feature_ties_follow_the_canonical_rule(impl: Implementation, device: str, case: GeneralCase) -> None:
+    """Exact feature-score ties between different values (C = 1 cosine, scaled copies, duplicates with coordinates) go to the lower index."""
+    _image_property("test_feature_ties_follow_the_canonical_rule", impl, case, torch.float64, device, canonical_ties=True)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@settings(max_examples=ORACLE_EXAMPLES)
+@given(p=attention_general(styles=("duplicated_tokens",)))
+def test_attention_ties_follow_the_canonical_rule(impl: Implementation, device: str, p: dict) -> None:
+    """Duplicated keys with different values tie exactly; with the canonical rule the sequence form equals the oracle."""
+    _attention_property("test_attention_ties_follow_the_canonical_rule", impl, device, p, canonical_ties=True)
 
 
 @pytest.mark.parametrize(
@@ -174,10 +245,11 @@ def test_attention_form_vs_oracle(impl: Implementation, device: str, p: dict) ->
 @settings(max_examples=ORACLE_EXAMPLES)  # the oracle's Python loops
 @given(h=st.integers(2, 5), w=st.integers(2, 5), k=st.integers(1, 4), seed=st.integers(0, 2**31 - 1))
 @example(h=5, w=3, k=2, seed=0)  # once exposed a tie broken by rounding (the scale applied to q before q.k)
-def test_exact_ties_go_to_the_lower_index(
+def test_hybrid_ties_follow_the_canonical_rule(
     impl: Implementation, similarity: str, h: int, w: int, k: int, seed: int
 ) -> None:
     """Hybrid scores with lambda = 0 on integer coordinates tie exactly; the tie rule (lower index first) matches the oracle."""
+    require_tie_rule(impl)
     config = ConvNNConfig(
         k=min(k, h * w),
         basis="hybrid",
@@ -193,7 +265,7 @@ def test_exact_ties_go_to_the_lower_index(
     cand = impl.convnn(x, None, None, config)
     case = {"similarity": similarity, "h": h, "w": w, "k": config.k, "seed": seed}
     tolerance.check(
-        "test_exact_ties_go_to_the_lower_index",
+        "test_hybrid_ties_follow_the_canonical_rule",
         cand,
         gold,
         gold,

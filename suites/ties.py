@@ -1,0 +1,162 @@
+"""Which inputs leave a selection ambiguous, so that properties not about ties can set them aside.
+
+A correct implementation may order exactly (or nearly) equal scores any way it likes unless it
+declares the canonical tie rule. Such a tie changes the output only when it is *harmful*:
+- it straddles the k-th place (the selected set depends on it), or lies inside the selected set
+  while slot order matters (a weighted kernel with slots by rank), and
+- the tied candidates carry different values (identical tokens are interchangeable: swapping
+  them changes nothing).
+Scores count as tied when they differ by at most `suites.tolerance.score_gap` in float64.
+The rankings come from `convnn_ref`'s public neighbour functions with one slot more than the
+configuration selects; they only decide which examples to draw, never a verdict.
+"""
+
+from __future__ import annotations
+
+import torch
+
+import convnn_ref as cr
+from convnn_ref.config import ConvNNConfig
+from convnn_ref.positions import resolve_geometry
+from suites import tolerance
+
+F64 = torch.float64
+
+
+def order_matters(config: ConvNNConfig) -> bool:
+    """Slot t meets matrix A_t, and slots are ranked: tied slots in another order change the output."""
+    return config.weighted and config.slot_order == "rank" and config.k > 1
+
+
+def harmful_tie(
+    scores: torch.Tensor, index: torch.Tensor, values: torch.Tensor, *, k: int, ordered: bool, gap: float
+) -> str | None:
+    """The first harmful tie of a ranking, described, or None.
+
+    scores, index ``(R, L)``: each row's candidates by descending score (``L = k`` or ``k + 1``;
+    ``-inf`` marks an empty slot), index into ``values`` ``(R, M, C)``: what each candidate
+    contributes (rows share ``values`` per batch element: pass it expanded)."""
+    pairs = [k - 1] if scores.shape[-1] > k else []
+    if ordered:
+        pairs += list(range(k - 1))
+    for t in pairs:
+        a, b = scores[:, t], scores[:, t + 1]
+        both_empty = torch.isinf(a) & torch.isinf(b) & (a < 0) & (b < 0)
+        tied = ((a - b).abs() <= gap) & ~both_empty
+        if not bool(tied.any()):
+            continue
+        rows = tied.nonzero().flatten()
+        va = values[rows, index[rows, t]]
+        vb = values[rows, index[rows, t + 1]]
+        differ = (va != vb).any(-1)
+        if bool(differ.any()):
+            row = int(rows[differ.nonzero()[0, 0]])
+            where = "at the k-th place" if t == k - 1 else f"inside the selected set (slots {t}, {t + 1})"
+            return f"near-tie {where}: scores {float(a[row]):.17g} and {float(b[row]):.17g} of candidates with different values"
+    return None
+
+
+def image_values(x: torch.Tensor, config: ConvNNConfig) -> torch.Tensor:
+    """What each candidate token of ``cr.neighbours`` contributes, ``(B, M, C')`` float64: the
+    token's features (zero at padded points), with the coordinate channels when aggregated."""
+    geometry = resolve_geometry(config, tuple(x.shape[2:]))
+    x64 = x.detach().to("cpu", F64)
+    b, c = x64.shape[:2]
+    if config.coord_encoding in ("aggregate", "both"):
+        coords = _coordinate_channels(tuple(x64.shape[2:]))
+        x64 = torch.cat([x64, coords.expand(b, *coords.shape)], dim=1)
+        c = x64.shape[1]
+    pad: list[int] = []
+    for lo, hi in reversed(geometry.padding):
+        pad += [lo, hi]
+    if any(pad):
+        x64 = torch.nn.functional.pad(x64, pad)
+    return x64.reshape(b, c, -1).transpose(1, 2)
+
+
+def _coordinate_channels(spatial: tuple[int, ...]) -> torch.Tensor:
+    axes = [torch.linspace(-1.0, 1.0, n, dtype=F64) if n > 1 else torch.zeros(1, dtype=F64) for n in spatial]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=0)
+
+
+def image_ambiguity(
+    x: torch.Tensor, config: ConvNNConfig, *, generator: torch.Generator | None = None, scored_dim: int = 1
+) -> str | None:
+    """Why the selection of ``cr.convnn(x, ..., config)`` is ambiguous (a harmful near-tie), or None."""
+    x64 = x.detach().to("cpu", F64)
+    ranking = config.replace(slot_order="rank")
+    forced = config.self_slot == "forced"
+    nb = None
+    for extra in (1, 0):
+        try:
+            nb = cr.neighbours(x64, ranking.replace(k=config.k + extra), generator=_fresh(generator))
+            break
+        except ValueError:
+            continue
+    if nb is None:
+        return None
+    index, scores = nb.index, nb.score.detach().to(F64)
+    if nb.valid is not None:
+        scores = scores.masked_fill(~nb.valid, float("-inf"))
+    b = x64.shape[0]
+    if index.dim() == 2:
+        index, scores = index.expand(b, *index.shape), scores.expand(b, *scores.shape)
+    values = image_values(x64, config)
+    if forced:
+        index, scores = index[..., 1:], scores[..., 1:]
+    k = config.k - 1 if forced else config.k
+    if k < 1:
+        return None
+    gap = tolerance.score_gap(scores[torch.isfinite(scores)], F64, scored_dim)
+    nq = index.shape[1]
+    vals = values[:, None].expand(b, nq, *values.shape[1:]).reshape(b * nq, *values.shape[1:])
+    return harmful_tie(
+        scores.reshape(b * nq, -1), index.reshape(b * nq, -1), vals, k=k, ordered=order_matters(config), gap=gap
+    )
+
+
+def attention_ambiguity(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    config: ConvNNConfig,
+    *,
+    allowed: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> str | None:
+    """Why the selection of ``cr.convnn_attention(q, k, v, config, allowed=...)`` is ambiguous, or None."""
+    q64, k64, v64 = (t.detach().to("cpu", F64) for t in (q, k, v))
+    mask = None if allowed is None else allowed.cpu()
+    ranking = config.replace(slot_order="rank")
+    nb = None
+    for extra in (1, 0):
+        try:
+            nb = cr.attention_neighbours(q64, k64, ranking.replace(k=config.k + extra), allowed=mask, generator=_fresh(generator))
+            break
+        except ValueError:
+            continue
+    if nb is None:
+        return None
+    index, scores = nb.index, nb.score.detach().to(F64)
+    if nb.valid is not None:
+        scores = scores.masked_fill(~nb.valid, float("-inf"))
+    forced = config.self_slot == "forced"
+    if forced:
+        index, scores = index[..., 1:], scores[..., 1:]
+    kk = config.k - 1 if forced else config.k
+    if kk < 1:
+        return None
+    b, nq = index.shape[:2]
+    gap = tolerance.score_gap(scores[torch.isfinite(scores)], F64, q.shape[-1])
+    vals = v64[:, None].expand(b, nq, *v64.shape[1:]).reshape(b * nq, *v64.shape[1:])
+    return harmful_tie(scores.reshape(b * nq, -1), index.reshape(b * nq, -1), vals, k=kk, ordered=order_matters(config), gap=gap)
+
+
+def _fresh(generator: torch.Generator | None) -> torch.Generator | None:
+    """A copy of ``generator``'s state: the ranking must see the same random draw as the call it
+    vouches for, without advancing the caller's generator."""
+    if generator is None:
+        return None
+    g = torch.Generator()
+    g.set_state(generator.get_state())
+    return g
