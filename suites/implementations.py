@@ -115,6 +115,10 @@ class Capabilities:
     tie_rule: str | None = None
     #: Keywords ``convnn``/``attention`` accept beyond the contract's (e.g. ``memory_budget``).
     options: tuple[str, ...] = ()
+    #: Invalid input raises the contract's ``ValueError``/``TypeError`` naming the argument. With
+    #: False, an implementation that refuses invalid input loudly with its own exception gets an
+    #: "error convention" verdict (xfailed, listed apart) instead of a failure.
+    named_errors: bool = False
     #: Extra predicate for constraints the fields cannot say: ``check(config)`` or
     #: ``check(config, shapes)`` (a `Shapes`) -> reason or None.
     check: CheckFn | None = field(default=None, compare=False)
@@ -246,7 +250,7 @@ class ReferenceImplementation(Implementation):
     """convnn_ref's own functional path."""
 
     name = "reference"
-    capabilities = Capabilities(neighbours=True, tie_rule=LOWEST_INDEX, options=("memory_budget",))
+    capabilities = Capabilities(neighbours=True, tie_rule=LOWEST_INDEX, options=("memory_budget",), named_errors=True)
 
     def convnn(self, x, weight, bias, config, *, generator=None, memory_budget=None):  # type: ignore[no-untyped-def]
         return convnn_ref.convnn(x, weight, bias, config, generator=generator, memory_budget=memory_budget)

@@ -111,17 +111,20 @@ def reseed_global_rngs() -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     """Around every test call: fix the global RNGs, steer the strategies by the implementation's
-    capabilities, turn "no example within them" into a skip, and record the worst passing error
-    measurement (``max_error``, ``base_error``, ``bound``, per dtype) as the test's properties."""
+    capabilities, turn "no example within them" into a skip, record the worst passing error
+    measurement (``max_error``, ``base_error``, ``bound``, per dtype) as the test's properties,
+    and report error-convention findings of an otherwise passing test as an xfail."""
     from suites import tolerance
-    from suites.equivalence._common import capability_filtering
+    from suites.equivalence._common import capability_filtering, convention_log
     from suites.strategies import steering
 
     reseed_global_rngs()
     impl = getattr(item, "funcargs", {}).get("impl")
     caps = getattr(impl, "capabilities", None)
     name = str(getattr(impl, "name", "implementation"))
-    with steering(caps), capability_filtering(name), tolerance.measuring() as measured:
+    with steering(caps), capability_filtering(name), tolerance.measuring() as measured, convention_log() as conventions:
         result = yield
     item.user_properties.extend(measured.properties())
+    if conventions:  # the test passed otherwise: report the convention finding apart
+        pytest.xfail(f"{conventions[0]}" + (f" (and {len(conventions) - 1} more)" if len(conventions) > 1 else ""))
     return result

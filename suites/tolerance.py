@@ -372,10 +372,12 @@ def check_gradients(
     case: object,
     device: str | torch.device | None = None,
     perturbed: Mapping[str, torch.Tensor | None] | None = None,
-    unit_terms: bool | None = None,
+    unit_terms: bool = True,
 ) -> None:
     """`check` on every gradient by name (``grad x``, ``grad weight``, ...); each name must have
-    its reduction length in ``reductions``."""
+    its reduction length in ``reductions``. The floor's magnitude stays clamped at 1 by default:
+    a backward pass reuses rounded intermediates (a softmax's output) whose error cancels against
+    unit-size terms, which no perturbation of the inputs measures."""
     for name, g in gold.items():
         if g is None:
             if cand.get(name) is not None:

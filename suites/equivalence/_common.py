@@ -3,6 +3,7 @@ baselines and gradients."""
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -110,6 +111,55 @@ def reject(impl: Implementation, reason: str | None) -> None:
         if not log.accepted and log.reasons.total() >= MAX_REJECTIONS:
             pytest.skip(log.skip_reason(impl.name))
     assume(False)
+
+
+#: Error-convention findings of the current test (see `expect_named_error`).
+_conventions: ContextVar[list[str] | None] = ContextVar("conventions", default=None)
+
+
+@contextmanager
+def convention_log() -> Iterator[list[str]]:
+    """Scope of one test call: collects `expect_named_error`'s error-convention findings (the
+    plugin turns them into an xfail with the first one as its reason)."""
+    found: list[str] = []
+    token = _conventions.set(found)
+    try:
+        yield found
+    finally:
+        _conventions.reset(token)
+
+
+def expect_named_error(
+    impl: Implementation,
+    prop: str,
+    call: Callable[[], object],
+    errors: type[Exception] | tuple[type[Exception], ...],
+    names: str,
+    *,
+    case: object = None,
+) -> None:
+    """``call()`` must refuse its invalid input with one of ``errors`` whose message matches the
+    regex ``names`` (the argument and the constraint). Accepting the input fails (kind
+    ``no-error``). Refusing it with another exception, or a message that names nothing, is an
+    *error convention* finding: a failure for implementations that declare ``named_errors``,
+    otherwise recorded and reported apart (xfailed) without hiding any other verdict."""
+    try:
+        call()
+    except errors as exc:
+        if re.search(names, str(exc)):
+            return
+        detail = f"raised {type(exc).__name__} whose message does not match {names!r}: {str(exc)[:200]}"
+    except Exception as exc:  # the implementation's own error
+        wanted = " or ".join(e.__name__ for e in (errors if isinstance(errors, tuple) else (errors,)))
+        detail = f"raised {type(exc).__name__} ({str(exc)[:200]}) where the contract asks for {wanted} matching {names!r}"
+    else:
+        raise AssertionError(tolerance.describe(prop, case, "invalid input accepted", [], kind="no-error"))
+    if impl.capabilities.named_errors:
+        raise AssertionError(tolerance.describe(prop, case, "invalid input refused with another error", [detail], kind="error-convention"))
+    found = _conventions.get()
+    if found is None:
+        pytest.xfail(f"error convention: {impl.name} {detail}")
+    found.append(f"error convention: {impl.name} {detail}")
 
 
 def claims_tie_rule(impl: Implementation) -> bool:

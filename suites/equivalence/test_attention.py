@@ -1,10 +1,12 @@
-"""Exact attention (SPEC §3.3): ConvNN with scaled-dot scores, softmax and the sum kernel over
-every allowed key is ``F.scaled_dot_product_attention``; `from_multihead_attention` layers are
-the ``nn.MultiheadAttention`` modules they copy; cross-attention is the same operation."""
+"""Exact attention: ConvNN with scaled-dot scores, softmax and the sum kernel over every allowed
+key is ``F.scaled_dot_product_attention``; `from_multihead_attention` layers are the
+``nn.MultiheadAttention`` modules they copy (``is_causal`` included); cross-attention is the same
+operation."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -15,7 +17,7 @@ from hypothesis import strategies as st
 import convnn_ref as cr
 from convnn_ref.config import ConvNNConfig
 from suites import tolerance
-from suites.equivalence._common import DEVICES, dtypes, promote, skip_outside
+from suites.equivalence._common import DEVICES, dtypes, gold_pair, skip_outside
 from suites.implementations import Implementation
 from suites.strategies import EDGE_ATTENTION, AttentionCase, attention_cases, randn
 
@@ -37,13 +39,13 @@ def _sdpa_property(prop: str, impl: Implementation, case: AttentionCase, dtype: 
     undefined, i.e. fully masked ones, are checked by test_fully_masked_row_is_zero)."""
     config = _dense_config(case)
     allowed = case.allowed(device)
-    skip_outside(impl, config, form="attention", dtype=dtype, device=device, masked=allowed is not None)
+    skip_outside(impl, config, form="attention", dtype=dtype, device=device, masked=allowed is not None, shapes=case.shapes())
     t = case.tensors(dtype, device)
     cand = impl.attention(t["q"], t["k"], t["v"], config, allowed=allowed)
     base = _sdpa(t["q"], t["k"], t["v"], allowed, case.scale)
-    g = promote(t)
-    gold = _sdpa(g["q"], g["k"], g["v"], None if allowed is None else allowed.cpu(), case.scale)  # type: ignore[arg-type]
-    tolerance.check(prop, cand, base, gold, dtype=dtype, reduction=case.reduction, case=case, device=device)
+    mask = None if allowed is None else allowed.cpu()
+    gold, perturbed = gold_pair(lambda q, k, v: _sdpa(q, k, v, mask, case.scale), t, case.seed)
+    tolerance.check(prop, cand, base, gold, dtype=dtype, reduction=case.reduction, case=case, device=device, perturbed=perturbed)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -76,10 +78,12 @@ def test_sdpa_twin(case: AttentionCase, dtype: torch.dtype) -> None:
     causal = case.mask == "causal"
     mask = None if causal else case.allowed()
     cand = cr.scaled_dot_product_attention(t["q"], t["k"], t["v"], attn_mask=mask, is_causal=causal, scale=case.scale)
-    base = F.scaled_dot_product_attention(t["q"], t["k"], t["v"], attn_mask=mask, is_causal=causal, scale=case.scale)
-    g = promote(t)
-    gold = F.scaled_dot_product_attention(g["q"], g["k"], g["v"], attn_mask=mask, is_causal=causal, scale=case.scale)  # type: ignore[arg-type]
-    tolerance.check("test_sdpa_twin", cand, base, gold, dtype=dtype, reduction=case.reduction, case=case)
+
+    def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, scale=case.scale)
+
+    gold, perturbed = gold_pair(sdpa, t, case.seed)
+    tolerance.check("test_sdpa_twin", cand, sdpa(**t), gold, dtype=dtype, reduction=case.reduction, case=case, perturbed=perturbed)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -91,7 +95,7 @@ def test_fully_masked_row_is_zero(impl: Implementation, device: str, case: Atten
     assert allowed is not None
     allowed = allowed.clone()
     allowed[:, 0, :] = False
-    skip_outside(impl, config, form="attention", dtype=dtype, device=device, masked=True)
+    skip_outside(impl, config, form="attention", dtype=dtype, device=device, masked=True, shapes=case.shapes())
     t = case.tensors(dtype, device)
     y = impl.attention(t["q"], t["k"], t["v"], config, allowed=allowed)
     empty = ~allowed.expand(y.shape[0], -1, -1).any(-1)
@@ -103,6 +107,7 @@ def test_fully_masked_row_is_zero(impl: Implementation, device: str, case: Atten
                 case,
                 "a fully masked row is not zero",
                 [f"values {rows.flatten()[:6].tolist()}"],
+                kind="mismatch" if not bool(rows.isnan().any()) else "nan",
             )
         )
 
@@ -116,12 +121,15 @@ def test_cross_attention(impl: Implementation, device: str, case: AttentionCase,
     allowed = case.allowed(device)
     allowed = None if allowed is None else torch.cat([allowed, allowed[:, :1]], dim=1)
     config = _dense_config(case)
-    skip_outside(impl, config, form="attention", dtype=dtype, device=device, masked=allowed is not None)
+    shapes = dataclasses.replace(case.shapes(), nq=case.nq + 1, self_attention=False)
+    skip_outside(impl, config, form="attention", dtype=dtype, device=device, masked=allowed is not None, shapes=shapes)
     cand = impl.attention(q, t["k"], t["v"], config, allowed=allowed)
     base = _sdpa(q, t["k"], t["v"], allowed, case.scale)
-    g = promote({**t, "q": q})
-    gold = _sdpa(g["q"], g["k"], g["v"], None if allowed is None else allowed.cpu(), case.scale)  # type: ignore[arg-type]
-    tolerance.check("test_cross_attention", cand, base, gold, dtype=dtype, reduction=case.reduction, case=case, device=device)
+    mask = None if allowed is None else allowed.cpu()
+    gold, perturbed = gold_pair(lambda q, k, v: _sdpa(q, k, v, mask, case.scale), {**t, "q": q}, case.seed)
+    tolerance.check(
+        "test_cross_attention", cand, base, gold, dtype=dtype, reduction=case.reduction, case=case, device=device, perturbed=perturbed
+    )
 
 
 # --------------------------------------------------------------------------- nn.MultiheadAttention
@@ -141,7 +149,7 @@ def mha_cases(draw: st.DrawFn) -> dict:
         "batch": draw(st.integers(1, 2)),
         "nq": draw(st.integers(1, 8)),
         "nk": draw(st.integers(1, 8)),
-        "mask": draw(st.sampled_from(("none", "causal", "attn_bool", "key_padding", "both"))),
+        "mask": draw(st.sampled_from(("none", "causal", "is_causal", "attn_bool", "key_padding", "both"))),
         "seed": draw(st.integers(0, 2**31 - 1)),
     }
 
@@ -160,7 +168,7 @@ def _mha_inputs(c: dict, dtype: torch.dtype) -> tuple[torch.nn.MultiheadAttentio
         "value": randn((*lead_k, c["vdim"] or e), c["seed"] + 2, dtype),
     }
     g = torch.Generator().manual_seed(c["seed"] + 3)
-    if c["mask"] == "causal":
+    if c["mask"] in ("causal", "is_causal"):
         kw["attn_mask"] = torch.ones(nq, nk, dtype=torch.bool).triu(1)
     if c["mask"] in ("attn_bool", "both"):
         kw["attn_mask"] = torch.rand(nq, nk, generator=g) < 0.3
@@ -174,15 +182,18 @@ def test_multihead_attention_exact(c: dict, dtype: torch.dtype) -> None:
     """from_multihead_attention(mha) equals mha (heads, biases, batch_first, kdim/vdim, masks)."""
     mha, kw = _mha_inputs(c, dtype)
     layer = cr.from_multihead_attention(mha)
+    causal = c["mask"] == "is_causal"
     with torch.no_grad():
-        cand = layer(**kw)
-        base = mha(**kw, need_weights=False)[0]
-        gold = copy.deepcopy(mha).double()(
-            **{n: t.double() if t.is_floating_point() else t for n, t in kw.items()}, need_weights=False
-        )[0]
-    tolerance.check(
-        "test_multihead_attention_exact", cand, base, gold, dtype=dtype, reduction=(c["nk"] + 3) * 2 * max(c["embed_dim"], c["kdim"] or 0, c["vdim"] or 0), case=c
-    )
+        # is_causal: the ConvNN layer builds the mask itself; nn.MultiheadAttention takes it as a
+        # hint beside the causal attn_mask
+        cand = layer(**{n: t for n, t in kw.items() if not (causal and n == "attn_mask")}, is_causal=causal)
+        base = mha(**kw, need_weights=False, is_causal=causal)[0]
+    gold_mha = copy.deepcopy(mha).double()
+    tensors = {n: t for n, t in kw.items() if t.is_floating_point()}
+    masks = {n: t for n, t in kw.items() if not t.is_floating_point()}
+    gold, perturbed = gold_pair(lambda **t: gold_mha(**t, **masks, need_weights=False, is_causal=causal)[0], tensors, c["seed"])
+    reduction = (c["nk"] + 3) * 2 * max(c["embed_dim"], c["kdim"] or 0, c["vdim"] or 0)
+    tolerance.check("test_multihead_attention_exact", cand, base, gold, dtype=dtype, reduction=reduction, case=c, perturbed=perturbed)
 
 
 @given(c=mha_cases())

@@ -218,7 +218,6 @@ def test_gradients_vs_oracle(impl: Implementation, device: str, case: GeneralCas
     tolerance.check_gradients(
         "test_gradients_vs_oracle", cand_g, gold_g, gold_g, dtype=torch.float64, reductions=red,
         case=(case, {"input_grad": input_grad}), device=device, perturbed=perturbed_g,
-        unit_terms=True if case.computed_unit_terms else None,
     )
 
 

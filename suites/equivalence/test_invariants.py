@@ -1,6 +1,7 @@
-"""Limits and symmetries worth stating as properties (SPEC §3.5): batch independence, token
-permutation equivariance (feature basis, k = N), translation equivariance (position basis, away
-from the borders), k = 1 as a gather, the k = N dense limit, and bitwise CPU determinism."""
+"""Limits and symmetries worth stating as properties: batch independence, token permutation
+equivariance (feature basis, k = N), translation equivariance (position basis, away from the
+borders), k = 1 as a gather, the k = N dense limit, bitwise CPU determinism, and independence of
+the memory budget (for implementations that take one)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from hypothesis import strategies as st
 
 import convnn_ref as cr
 from suites import tolerance
-from suites.equivalence._common import DEVICES, skip_outside, torch_conv
+from suites.equivalence._common import DEVICES, options, reject, skip_outside, torch_conv
 from suites.implementations import Implementation
 from suites.strategies import EDGE_CONVS, ConvCase, GeneralCase, conv_cases, general_cases, randn
+from suites.ties import image_ambiguity
 
 F64 = torch.float64
 SEQ = st.integers(1, 12)
@@ -24,11 +26,13 @@ SEQ = st.integers(1, 12)
 def test_batch_independence(impl: Implementation, device: str, case: GeneralCase) -> None:
     """Each batch element's output is the output of that element alone (random draws shared by the batch)."""
     c = case.config
-    skip_outside(impl, c, form="image", dtype=F64, device=device, spatial_dims=len(case.spatial))
+    skip_outside(impl, c, form="image", dtype=F64, device=device, spatial_dims=len(case.spatial), shapes=case.shapes())
     t = case.tensors(F64, device)
     x2 = torch.cat([t["x"], randn(tuple(t["x"].shape), case.seed + 9, F64, device)])  # type: ignore[union-attr]
-    both = impl.convnn(x2, t["weight"], t["bias"], c, generator=case.generator())
-    alone = impl.convnn(x2[-1:], t["weight"], t["bias"], c, generator=case.generator())
+    reject(impl, image_ambiguity(x2, c, generator=case.generator(), scored_dim=case.in_channels + 3))
+    opts = options(impl, memory_budget=case.memory_budget)
+    both = impl.convnn(x2, t["weight"], t["bias"], c, generator=case.generator(), **opts)
+    alone = impl.convnn(x2[-1:], t["weight"], t["bias"], c, generator=case.generator(), **opts)
     tolerance.check(
         "test_batch_independence",
         both[-1:],
@@ -126,7 +130,8 @@ def test_k1_is_gather(impl: Implementation, device: str, n: int, d: int, seed: i
         torch.where(keep, y, 0.0),
         torch.where(keep, gathered, 0.0),
         case={"n": n, "d": d, "seed": seed},
-        what="output",
+        what="output (the best-scoring token's features)",
+        kind="mismatch",
     )
 
 
@@ -165,7 +170,7 @@ def test_cpu_determinism(impl: Implementation, case: GeneralCase, dtype: torch.d
     t = case.tensors(dtype)
     a = impl.convnn(t["x"], t["weight"], t["bias"], c, generator=case.generator())
     b = impl.convnn(t["x"], t["weight"], t["bias"], c, generator=case.generator())
-    tolerance.check_exact("test_cpu_determinism", a, b, case=case, what="two identical calls")
+    tolerance.check_exact("test_cpu_determinism", a, b, case=case, what="two identical calls", kind="nondeterministic")
 
 
 @given(case=general_cases(candidates=("random",), max_tokens=25))
@@ -177,7 +182,7 @@ def test_random_draw_follows_the_seed(impl: Implementation, case: GeneralCase) -
     g = case.generator()
     first = impl.convnn(t["x"], t["weight"], t["bias"], c, generator=g)
     again = impl.convnn(t["x"], t["weight"], t["bias"], c, generator=case.generator())
-    tolerance.check_exact("test_random_draw_follows_the_seed", first, again, case=case, what="replayed draw")
+    tolerance.check_exact("test_random_draw_follows_the_seed", first, again, case=case, what="replayed draw", kind="nondeterministic")
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -198,3 +203,21 @@ def test_conv_linearity_in_weight(impl: Implementation, device: str, case: ConvC
     gold = torch_conv(case, t["x"], (w1 + w2).reshape(w_shape), None)  # type: ignore[arg-type]
     tolerance.check("test_conv_linearity_in_weight", parts, base, gold, dtype=F64, reduction=2 * case.reduction, case=case)
     tolerance.check("test_conv_linearity_in_weight", y, gold, gold, dtype=F64, reduction=case.reduction, case=case)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@given(case=general_cases(max_tokens=25), budget=st.sampled_from((1, 64, 512, 4096)))
+def test_output_does_not_depend_on_the_budget(impl: Implementation, device: str, case: GeneralCase, budget: int) -> None:
+    """With a memory budget small enough for one query per chunk (or a few), the output is the default budget's."""
+    if "memory_budget" not in impl.capabilities.options:
+        pytest.skip(f"{impl.name}: takes no memory_budget")
+    c = case.config
+    skip_outside(impl, c, form="image", dtype=F64, device=device, spatial_dims=len(case.spatial), shapes=case.shapes())
+    t = case.tensors(F64, device)
+    reject(impl, image_ambiguity(t["x"], c, generator=case.generator(), scored_dim=case.in_channels + 3))  # type: ignore[arg-type]
+    chunked = impl.convnn(t["x"], t["weight"], t["bias"], c, generator=case.generator(), memory_budget=budget)  # type: ignore[call-arg]
+    default = impl.convnn(t["x"], t["weight"], t["bias"], c, generator=case.generator())
+    tolerance.check(
+        "test_output_does_not_depend_on_the_budget", chunked, default, default, dtype=F64, reduction=case.reduction,
+        case=(case, {"memory_budget": budget}),
+    )
