@@ -56,8 +56,12 @@ bench: setup
 report: setup
 	$(PY) -m reports build results/bench --out reports/out
 
+# The runner exits 0 (all hold), 1 (some property did not pass) or 3 (could not run); make turns
+# any of them but 0 into its own 2, so the recipe says which it was.
 conformance: setup
-	$(PY) -m suites.conformance $(foreach i,$(IMPL),--impl $(i)) --out reports/conformance --hypothesis-profile $(HYPOTHESIS_PROFILE) $(CONFORMANCE_ARGS)
+	@$(PY) -m suites.conformance $(foreach i,$(IMPL),--impl $(i)) --out reports/conformance --hypothesis-profile $(HYPOTHESIS_PROFILE) $(CONFORMANCE_ARGS); \
+	rc=$$?; case $$rc in 0) ;; 1) echo "conformance: some properties did not pass (runner exit 1)";; \
+	3) echo "conformance: the properties could not be run (runner exit 3)";; *) echo "conformance: runner exit $$rc";; esac; exit $$rc
 
 # Refresh constraints.txt: the newest toolchain pip resolves today, beside TORCH_SPEC, in a
 # throw-away environment. Then run make verify and make verify-nightly before committing it.

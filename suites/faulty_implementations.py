@@ -11,7 +11,13 @@ Wrong values (the report must name the failing properties and their counterexamp
   cross-correlation).
 - `OffByOnePadding`: the image form pads one point too many on the low side of every padded axis
   and one too few on the high side (same output size, windows shifted by one).
-- `WrongTieRule`: among equal scores the candidate with the *higher* index ranks first.
+- `WrongTieRule`: among equal scores the candidate with the *higher* index ranks first (and
+  still claims the canonical tie rule).
+- `EuclideanAsDot`: the euclidean similarity scored as a plain dot product (the ``-|q|^2 - |k|^2``
+  terms dropped): wrong only for one value of one knob.
+- `ResearchConvention`: claims the exact conv configuration but selects as the research code does
+  (Euclidean distance on ``linspace(-1, 1)`` coordinates): right for 3x3 windows on square
+  inputs, wrong past 5x5 and on inputs much wider than tall.
 
 Broken in other ways (the run must go on and say what happened):
 - `Raises`: every call raises, as a kernel built for another device would.
@@ -25,6 +31,7 @@ Broken in other ways (the run must go on and say what happened):
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import time
@@ -38,7 +45,10 @@ from suites.implementations import ReferenceImplementation
 
 
 class _Delegating(ReferenceImplementation):
-    """The reference, claiming everything it can do; subclasses break one thing."""
+    """The reference, claiming everything it can do (the canonical tie rule, named errors) but
+    taking no keyword options; subclasses break one thing."""
+
+    capabilities = dataclasses.replace(ReferenceImplementation.capabilities, options=())
 
 
 # ------------------------------------------------------------------------------ wrong values
@@ -126,6 +136,34 @@ class WrongTieRule(_Delegating):
         nb = convnn_ref.neighbours(x.flip(axes), config, generator=generator)
         n = x.shape[2:].numel()
         return (n - 1 - nb.index).flip(-2), nb.score.flip(-2)
+
+
+class EuclideanAsDot(_Delegating):
+    """The euclidean similarity computed as the dot product."""
+
+    name = "euclidean-as-dot"
+
+    def convnn(self, x, weight, bias, config, *, generator=None):  # type: ignore[no-untyped-def]
+        if config.similarity == "euclidean":
+            config = config.replace(similarity="dot")
+        return super().convnn(x, weight, bias, config, generator=generator)
+
+    def attention(self, q, k, v, config, *, allowed=None, generator=None):  # type: ignore[no-untyped-def]
+        if config.similarity == "euclidean":
+            config = config.replace(similarity="dot")
+        return super().attention(q, k, v, config, allowed=allowed, generator=generator)
+
+
+class ResearchConvention(_Delegating):
+    """The research code's selection (Euclidean, normalized coordinates, no kernel scaling) where
+    the exact conv configuration is asked for."""
+
+    name = "research-convention"
+
+    def convnn(self, x, weight, bias, config, *, generator=None):  # type: ignore[no-untyped-def]
+        if config.basis == "position" and config.kernel_size is not None and config.slot_order == "offset":
+            config = config.replace(metric="euclidean", coordinates="normalized", kernel_scaled=False)
+        return super().convnn(x, weight, bias, config, generator=generator)
 
 
 # ------------------------------------------------------------------------- broken otherwise

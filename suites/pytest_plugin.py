@@ -116,14 +116,20 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     and report error-convention findings of an otherwise passing test as an xfail."""
     from suites import tolerance
     from suites.equivalence._common import capability_filtering, convention_log
-    from suites.strategies import steering
+    from suites.strategies import pin_consulted, steering
 
     reseed_global_rngs()
+    pinned: list[bool] = []
+    pin_token = pin_consulted.set(pinned)
     impl = getattr(item, "funcargs", {}).get("impl")
     caps = getattr(impl, "capabilities", None)
     name = str(getattr(impl, "name", "implementation"))
-    with steering(caps), capability_filtering(name), tolerance.measuring() as measured, convention_log() as conventions:
-        result = yield
+    try:
+        with steering(caps), capability_filtering(name), tolerance.measuring() as measured, convention_log() as conventions:
+            result = yield
+    finally:
+        pin_consulted.reset(pin_token)
+        item.user_properties.append(("pin_consulted", bool(pinned)))
     item.user_properties.extend(measured.properties())
     if conventions:  # the test passed otherwise: report the convention finding apart
         pytest.xfail(f"{conventions[0]}" + (f" (and {len(conventions) - 1} more)" if len(conventions) > 1 else ""))

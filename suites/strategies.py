@@ -21,6 +21,7 @@ Outside it, or with capabilities that restrict nothing, the draws are unchanged.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -50,6 +51,27 @@ memory_budgets = st.none() | st.sampled_from((1, 512, 4096))
 
 _steering: ContextVar[Capabilities | None] = ContextVar("steering", default=None)
 
+#: Pin one knob for a whole run: ``CONVNN_PIN=similarity=cosine`` (knobs: basis, similarity,
+#: dtype). The conformance runner searches a failing property again once per value of each knob,
+#: so that every mode gets its own shrunk counterexample instead of all shrinking to the first.
+PIN_ENV = "CONVNN_PIN"
+_PIN_FIELDS = {"basis": "bases", "similarity": "similarities", "dtype": "dtypes"}
+#: Whether the current test drew a pinned knob at all (recorded by the plugin).
+pin_consulted: ContextVar[list[bool] | None] = ContextVar("pin_consulted", default=None)
+
+
+def _pin(field_name: str) -> str | None:
+    """The pinned value of the capability field ``field_name``, if the environment pins it."""
+    spec = os.environ.get(PIN_ENV, "")
+    knob, _, value = spec.partition("=")
+    return value if _PIN_FIELDS.get(knob) == field_name and value else None
+
+
+def _note_pin() -> None:
+    flag = pin_consulted.get()
+    if flag is not None:
+        flag[:] = [True]
+
 
 @contextmanager
 def steering(capabilities: Capabilities | None) -> Iterator[None]:
@@ -71,6 +93,10 @@ def _choose(draw: st.DrawFn, options: Sequence[T], field_name: str | None = None
     ``allowed``) when that leaves any option."""
     accepted = allowed if field_name is None else _allowed(field_name)
     pool = [o for o in options if accepted is None or o in accepted]  # type: ignore[operator]
+    pinned = _pin(field_name) if field_name is not None else None
+    if pinned is not None and pinned in [str(o) for o in options]:
+        _note_pin()
+        pool = [o for o in options if str(o) == pinned]
     return draw(st.sampled_from(pool or list(options)))
 
 
@@ -85,6 +111,10 @@ def steered_dtypes(draw: st.DrawFn, options: Sequence[torch.dtype] = ()) -> torc
     """One of ``options``, among the dtypes the steering capabilities support when any is."""
     names = _allowed("dtypes")
     pool = [d for d in options if names is None or str(d).replace("torch.", "") in names]
+    pinned = _pin("dtypes")
+    if pinned is not None and pinned in [str(d).replace("torch.", "") for d in options]:
+        _note_pin()
+        pool = [d for d in options if str(d).replace("torch.", "") == pinned]
     return draw(st.sampled_from(pool or list(options)))
 
 
@@ -533,6 +563,46 @@ def general_cases(
     )
 
 
+@st.composite
+def attention_problems(draw: st.DrawFn, styles: tuple[str, ...] = STYLES) -> dict:
+    """A sequence-form problem over the attention-relevant knobs, masks and forced self included,
+    as a dict: config, b, nq, nk, d, dv, mask (none | causal | random), seed, style, magnitude,
+    memory_budget."""
+    nk = draw(st.integers(1, 10))
+    forced = draw(st.booleans())
+    nq = nk if forced else draw(st.integers(1, nk))  # forced self: every query is a key
+    cand = draw(st.sampled_from(("all", "random")))
+    r = draw(st.integers(1, nk)) if cand == "random" else None
+    limit = r if cand == "random" else nk
+    k = draw(st.integers(1, limit))
+    dv = draw(st.integers(1, 4))
+    config = ConvNNConfig(
+        k=k,
+        basis="feature",
+        similarity=_choose(draw, ("cosine", "euclidean", "dot", "scaled_dot"), "similarities"),
+        scale=draw(st.none() | st.floats(0.1, 2.0)),
+        candidates=cand,
+        num_candidates=r,
+        self_slot="forced" if forced else "candidate",
+        rho=draw(st.sampled_from(("ones", "softmax", "scores"))),
+        rho_scale=draw(st.floats(0.25, 4.0)),
+        kernel="sum",  # the contract's attention() takes no weight; weighted kernels: image form
+    )
+    return {
+        "config": config,
+        "b": draw(st.integers(1, 2)),
+        "nq": nq,
+        "nk": nk,
+        "d": draw(st.integers(1, 4)),
+        "dv": dv,
+        "mask": draw(st.sampled_from(("none", "causal", "random"))),
+        "seed": draw(st.integers(0, 2**31 - 1)),
+        "style": draw(st.sampled_from(styles)),
+        "magnitude": draw(input_scales),
+        "memory_budget": draw(memory_budgets),
+    }
+
+
 TIE_KINDS = ("one_channel_cosine", "scaled_copies", "duplicates_with_coordinates")
 
 
@@ -580,6 +650,7 @@ __all__ = [
     "ConvCase",
     "GeneralCase",
     "attention_cases",
+    "attention_problems",
     "conv_cases",
     "general_cases",
     "randn",

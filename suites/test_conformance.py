@@ -51,7 +51,7 @@ PYTEST_ARGS = ("--", "--assert=plain")
 
 
 def _run(out: Path, *specs: str, extra: tuple[str, ...] = ()) -> int:
-    args = ["--out", str(out), "--properties", SMOKE, "--timeout", str(TIMEOUT_S), "--hypothesis-profile", "ci"]
+    args = ["--out", str(out), "--properties", SMOKE, "--timeout", str(TIMEOUT_S), "--hypothesis-profile", "ci", "--no-modes"]
     for spec in specs:
         args += ["--impl", spec]
     return cli.main([*args, *extra, *PYTEST_ARGS])
@@ -179,7 +179,7 @@ def test_resume_with_other_settings_is_refused(smoke_run: tuple[Path, int], tmp_
     out, _ = smoke_run
     shutil.copytree(out / "reference", tmp_path / "reference")
     args = ["--out", str(tmp_path), "--properties", SMOKE, "--impl", "reference", "--timeout", "99", *PYTEST_ARGS]
-    assert cli.main(args) == 2
+    assert cli.main(args) == cli.COULD_NOT_RUN
 
 
 # ----------------------------------------------------------------------------- no subprocess
@@ -259,3 +259,20 @@ def test_replay_line_keeps_the_impl_options_before_the_comment(monkeypatch: pyte
     command, _, comment = line.partition("#")
     assert "--impl pkg.mod:Impl" in command and "not derandomized" in comment
     assert failures.parse_message(f"  replay: {line}")["replay"] == line
+
+
+def test_failure_modes_are_searched_one_knob_at_a_time(tmp_path: Path) -> None:
+    """A property failing for one similarity only is searched again per similarity: the report
+    says which values fail (each with its own counterexample) and which pass."""
+    spec = f"{FAULTY}:EuclideanAsDot"
+    args = [
+        "--out", str(tmp_path), "--impl", spec, "--properties", "suites/equivalence/test_oracle.py",
+        "-k", "test_attention_form_vs_oracle", "--timeout", "120", "--hypothesis-profile", "ci", *PYTEST_ARGS,
+    ]
+    assert cli.main(args) == 1
+    rows = report.load(tmp_path / "euclidean-as-dot").rows
+    (row,) = [r for r in rows if r["status"] == "failed"]
+    modes = {m["pin"]: m for m in row["modes"]}
+    assert modes["similarity=euclidean"]["status"] == "failed", modes
+    assert all(modes[f"similarity={s}"]["status"] == "passed" for s in ("cosine", "dot", "scaled_dot")), modes
+    assert "similarity=euclidean" in (tmp_path / "euclidean-as-dot" / "summary.md").read_text()

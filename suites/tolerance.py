@@ -210,12 +210,13 @@ def replay_command() -> str:
     return replay_line(current, _replay_options, os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
-def replay_line(nodeid: str, options: Sequence[str], profile: str) -> str:
-    """The replay command of test ``nodeid`` (as pytest prints it, relative to its rootdir)."""
+def replay_line(nodeid: str, options: Sequence[str], profile: str, *, pythonpath: str | None = None) -> str:
+    """The replay command of test ``nodeid`` (as pytest prints it, relative to its rootdir);
+    ``pythonpath``: the import path the run had (default: this process's ``PYTHONPATH``)."""
     path, sep, rest = nodeid.partition("::")
     file = _test_path(path)
     env = [f"HYPOTHESIS_PROFILE={profile}"]
-    pythonpath = _import_path()
+    pythonpath = _import_path(pythonpath)
     if pythonpath:
         env.append(f"PYTHONPATH={shlex.quote(pythonpath)}")
     extra = " ".join(shlex.quote(o) for o in options)
@@ -240,11 +241,12 @@ def _test_path(path: str) -> str:
         return str(candidate.resolve())
 
 
-def _import_path() -> str:
-    """PYTHONPATH for the replay: this process's entries, entries below the current directory
-    written relative to it (so that a line pasted into a bug report stays valid in a checkout)."""
+def _import_path(pythonpath: str | None = None) -> str:
+    """PYTHONPATH for the replay: the run's entries, entries below the current directory written
+    relative to it (so that a line pasted into a bug report stays valid in a checkout)."""
     here = Path.cwd()
-    entries = [e for e in os.environ.get("PYTHONPATH", "").split(os.pathsep) if e]
+    raw = os.environ.get("PYTHONPATH", "") if pythonpath is None else pythonpath
+    entries = [e for e in raw.split(os.pathsep) if e]
     out = []
     for entry in entries:
         p = Path(entry).resolve()

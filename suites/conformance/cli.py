@@ -1,7 +1,9 @@
 """Command line: ``python -m suites.conformance --impl SPEC [--impl SPEC ...] [options] [-- PYTEST ARGS]``.
 
-Exit status: 0 when every implementation passes every applicable property, 1 when some test did
-not pass (failed, error, timeout, crashed), 2 when the properties could not be run at all.
+Exit status: 0 when every implementation passes every applicable property (error-convention
+findings included), 1 when some test did not pass (failed, error, timeout, crashed), 3 when the
+properties could not be run at all (2 is left to argparse's usage errors, and to make, which
+exits 2 whenever a recipe fails).
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from suites.conformance import records, report, runner
+
+#: Exit status when the properties could not be run (the implementation does not load, a log
+#: made with other settings, ...).
+COULD_NOT_RUN = 3
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -54,6 +60,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--explain", action="store_true", help="keep Hypothesis' explain phase (slower failures, extra explanation lines)"
     )
     parser.add_argument("--jobs", type=int, default=1, help="implementations run side by side (default: %(default)s)")
+    parser.add_argument(
+        "--no-modes",
+        action="store_true",
+        help="do not search failed properties again per value of basis, similarity and dtype",
+    )
     args = parser.parse_args(argv)
     if not args.impl:
         if not os.environ.get("IMPL"):
@@ -85,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         timeout=args.timeout,
         explain=args.explain,
         pytest_args=tuple(args.pytest_args),
+        modes=not args.no_modes,
     )
     names = unique_names(args.impl)
     stop = threading.Event()
@@ -108,11 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (runner.SettingsMismatch, runner.Interrupted) as exc:
             stop.set()
             print(f"error: {exc}", file=sys.stderr)
-            return 2
+            return COULD_NOT_RUN
     if len(reports) > 1:
         path = args.out / "comparison.md"
         path.write_text(report.comparison_markdown(reports), encoding="utf-8")
         print(f"comparison -> {path}")
     if any(r.errors for r in reports):
-        return 2
+        return COULD_NOT_RUN
     return 1 if any(report.counts(r.rows)[s] for r in reports for s in records.BAD_STATUSES) else 0

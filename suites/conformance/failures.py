@@ -8,7 +8,6 @@ Everything here works on text, so a message from another suite simply yields few
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Sequence
 from typing import Any
 
@@ -90,8 +89,9 @@ def failure_kind(exc_type: str, message: str) -> str:
     return "mismatch"
 
 
-def replay_line(nodeid: str, specs: Sequence[str], profile: str) -> str:
+def replay_line(nodeid: str, specs: Sequence[str], profile: str, *, pythonpath: str | None = None) -> str:
     """A command that reruns one test alone, for failures that carry no replay line of their own
-    (a timeout, a crash: the suite never got to write its message)."""
-    impls = "".join(f" --impl {shlex.quote(s)}" for s in specs)
-    return f"HYPOTHESIS_PROFILE={profile} PYTHONPATH=. python -m pytest {shlex.quote(nodeid)} -p no:cacheprovider{impls}"
+    (a timeout, a crash: the suite never got to write its message): `suites.tolerance.replay_line`."""
+    from suites.tolerance import replay_line as suite_replay_line
+
+    return suite_replay_line(nodeid, [part for s in specs for part in ("--impl", s)], profile, pythonpath=pythonpath)

@@ -5,8 +5,10 @@ nothing. With it, only tests that take the ``impl`` fixture run (the others chec
 layers and helpers, whatever ``--impl`` says). ``--conformance-resume`` deselects the tests that
 already have a result in the log (the runner's resume after a crash or an interrupted run).
 
-A ``finish`` record holds: ``status`` (passed, failed, error, timeout, skipped, xfailed,
-xpassed), ``reason`` (skips), ``kind`` (failures: see `failures.failure_kind`), ``exc_type``,
+A ``finish`` record holds: ``status`` (passed, failed, error, timeout, convention, skipped,
+xfailed, xpassed), ``reason`` (skips, conventions), ``kind`` (failures: see
+`failures.failure_kind`), ``failures`` (one entry per distinct failure when Hypothesis found
+several: exc_type, kind and the parsed fields of each), ``exc_type``,
 ``message`` (the exception's text), ``longrepr`` (pytest's report, trimmed), the fields parsed from
 the suite's message (`failures.parse_message`: property, max_error, base_error, bound, worst, case,
 seed, replay, blob, falsifying), ``examples`` and ``shrinks`` (Hypothesis' statistics),
@@ -33,7 +35,7 @@ import pytest
 from suites.conformance import failures, records
 
 #: Keys a test may set with ``record_property`` that the record takes over.
-RECORDED_PROPERTIES = ("max_error", "base_error", "bound", "examples")
+RECORDED_PROPERTIES = ("max_error", "base_error", "bound", "errors_by_dtype", "examples", "pin_consulted")
 #: pytest-timeout's own failure text (its ``thread`` method, or ``signal`` outside this plugin).
 PYTEST_TIMEOUT_TEXT = "from pytest-timeout"
 _LONGREPR_LIMIT = 12_000
@@ -145,6 +147,7 @@ class Recorder:
         self.resume = resume
         self._reports: dict[str, list[pytest.TestReport]] = {}
         self._exc: dict[tuple[str, str], tuple[str, str]] = {}
+        self._groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._stats: dict[str, tuple[int, int]] = {}
         self._items: dict[str, pytest.Item] = {}
         self._timed_out: set[str] = set()
@@ -228,6 +231,9 @@ class Recorder:
             self._timed_out.add(item.nodeid)
         if call.excinfo is not None:
             self._exc[(item.nodeid, call.when)] = (call.excinfo.type.__name__, _trim(str(call.excinfo.value), _MESSAGE_LIMIT))
+            leaves = _leaf_exceptions(call.excinfo.value)
+            if len(leaves) > 1:
+                self._groups[(item.nodeid, call.when)] = [_failure_entry(e) for e in leaves]
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self._reports.setdefault(report.nodeid, []).append(report)
@@ -250,6 +256,8 @@ class Recorder:
         for report in self._reports.get(nodeid, []):
             if report.when == "setup" and report.skipped:
                 status, rec["reason"] = "skipped", _skip_reason(report)
+            elif report.when == "call" and hasattr(report, "wasxfail") and str(report.wasxfail).startswith(records.CONVENTION_PREFIX):
+                status, rec["reason"] = "convention", report.wasxfail
             elif report.when in ("setup", "teardown") and report.failed and status in ("passed", "skipped"):
                 status, phase = "error", report
             elif report.when == "call":
@@ -264,6 +272,11 @@ class Recorder:
                     rec[key] = value
         if phase is not None:
             exc_type, message = self._exc.get((nodeid, phase.when), ("", ""))
+            group = self._groups.pop((nodeid, phase.when), None)
+            if group:
+                rec["failures"] = group
+                # the group's own text says only "found 2 distinct failures": take the first's fields
+                message = f"{message}\n\n{group[0]['message']}"
             longrepr = _trim(phase.longreprtext, _LONGREPR_LIMIT)
             rec.update(exc_type=exc_type, message=message, longrepr=longrepr, phase=phase.when)
             for key, value in failures.parse_message(f"{message}\n{longrepr}").items():
@@ -280,6 +293,25 @@ class Recorder:
             rec["shrinks"] = shrinks
         rec["status"] = status
         return rec
+
+
+def _leaf_exceptions(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups, or ``[exc]``."""
+    subs = getattr(exc, "exceptions", None)  # BaseExceptionGroup (Python >= 3.11, or the backport)
+    if isinstance(subs, (list, tuple)) and subs:
+        return [leaf for sub in subs for leaf in _leaf_exceptions(sub)]
+    return [exc]
+
+
+def _failure_entry(exc: BaseException) -> dict[str, Any]:
+    """One of several distinct failures: its type, kind, message (with Hypothesis' notes: the
+    falsifying example) and the suite's fields parsed from it."""
+    notes = "\n".join(getattr(exc, "__notes__", []) or [])
+    message = _trim(f"{exc}\n{notes}".strip(), _MESSAGE_LIMIT)
+    entry: dict[str, Any] = {"exc_type": type(exc).__name__, "message": message}
+    entry.update(failures.parse_message(message))
+    entry["kind"] = failures.failure_kind(type(exc).__name__, str(exc))
+    return entry
 
 
 def _impl_of(item: pytest.Item) -> object | None:

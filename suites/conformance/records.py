@@ -24,9 +24,12 @@ from typing import Any
 from suites import jsonl
 
 #: Every status a test can end with, in the order reports list them.
-STATUSES = ("passed", "failed", "error", "timeout", "crashed", "skipped", "xfailed", "xpassed", "not run")
+STATUSES = ("passed", "failed", "error", "timeout", "crashed", "convention", "skipped", "xfailed", "xpassed", "not run")
 #: Statuses that count as a problem of the implementation (or of the run).
 BAD_STATUSES = ("failed", "error", "timeout", "crashed")
+#: The prefix of an xfail reason that is an error-convention finding (`suites.equivalence._common`):
+#: invalid input refused loudly, but not with the contract's named error. Reported apart.
+CONVENTION_PREFIX = "error convention"
 
 Record = dict[str, Any]
 

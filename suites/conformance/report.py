@@ -61,8 +61,11 @@ def load(directory: Path) -> ImplReport:
     raw = records.read(directory / "results.jsonl")
     state = records.summarize(raw)
     properties: dict[str, str] = {}
+    modes: dict[str, list[dict[str, Any]]] = {}
     without_impl = 0
     for rec in raw:
+        if rec.get("event") == "modes":
+            modes[rec["nodeid"]] = rec.get("modes") or []
         if rec.get("event") == "collected":
             properties.update(rec.get("properties", {}))
             without_impl = max(without_impl, int(rec.get("without_impl", 0)))
@@ -73,6 +76,8 @@ def load(directory: Path) -> ImplReport:
         row = {key: rec.get(key) for key in MATRIX_COLUMNS}
         row.update(property=short_property(prop), nodeid=nodeid, duration_s=rec.get("duration"), message=rec.get("message"))
         row["falsifying"], row["blob"], row["exc_type"] = rec.get("falsifying"), rec.get("blob"), rec.get("exc_type")
+        row["failures"], row["errors_by_dtype"] = rec.get("failures") or [], rec.get("errors_by_dtype") or {}
+        row["modes"] = modes.get(nodeid, [])
         rows.append(row)
     runner = state.runner[-1] if state.runner else {}
     settings = {k: runner.get(k) for k in ("paths", "keyword", "hypothesis_profile", "timeout")}
@@ -123,6 +128,11 @@ def verdict(report: ImplReport) -> str:
     if bad:
         failing = len({row["property"] for row in report.rows if row["status"] in records.BAD_STATUSES})
         return f"**{bad} of {len(report.rows)} tests did not pass ({failing} properties).**"
+    if c["convention"]:
+        return (
+            f"**Every applicable property holds** ({c['passed']} passed, {c['skipped']} skipped); "
+            f"{c['convention']} error-convention findings (invalid input refused with the implementation's own error)."
+        )
     if c["not run"]:
         return f"**Incomplete: {c['not run']} tests not run yet** (rerun the same command to resume)."
     return f"**Every applicable property holds** ({c['passed']} passed, {c['skipped']} skipped)."
@@ -156,6 +166,17 @@ def summary_markdown(report: ImplReport) -> str:
         lines += [f"## Not passing ({len(bad)})", ""]
         for row in bad:
             lines += _problem(row)
+    conventions = [row for row in report.rows if row["status"] == "convention"]
+    if conventions:
+        lines += [
+            f"## Error conventions ({len(conventions)})",
+            "",
+            "Invalid input refused loudly, but not with the contract's `ValueError`/`TypeError` naming the argument "
+            "(not a wrong result; declare `named_errors=True` to have these count as failures):",
+            "",
+            *(f"- `{row['property']}`: {_cell(str(row.get('reason') or ''))}" for row in conventions),
+            "",
+        ]
     skipped = Counter(row.get("reason") or "(no reason given)" for row in report.rows if row["status"] == "skipped")
     if skipped:
         lines += ["## Skipped", "", "| reason | tests |", "|---|---:|"]
@@ -166,10 +187,10 @@ def summary_markdown(report: ImplReport) -> str:
         errors = any(row.get("max_error") is not None for row in passed)
         lines += ["## Passed", "", f"<details><summary>{len(passed)} tests</summary>", ""]
         # max error and bound of the example closest to its bound (suites.tolerance.Measurement)
-        header = ["| property | examples | max error | bound |", "|---|---:|---:|---:|"]
+        header = ["| property | examples | max error / bound, per dtype |", "|---|---:|---|"]
         lines += header if errors else ["| property | examples |", "|---|---:|"]
         for row in passed:
-            measured = [_num(row.get("max_error")), _num(row.get("bound"))] if errors else []
+            measured = [_per_dtype(row)] if errors else []
             cells = [f"`{row['property']}`", _num(row.get("examples")), *measured]
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", "</details>", ""]
@@ -179,9 +200,43 @@ def summary_markdown(report: ImplReport) -> str:
     return "\n".join(lines)
 
 
+def _per_dtype(row: dict[str, Any]) -> str:
+    """``float64 1.2e-15 / 3.4e-15; float32 ...``: the worst passing check of each dtype (the
+    one closest to its bound), or the overall one when the test recorded no dtype."""
+    by_dtype = row.get("errors_by_dtype") or {}
+    if by_dtype:
+        return "; ".join(f"{d} {_num(v.get('max_error'))} / {_num(v.get('bound'))}" for d, v in sorted(by_dtype.items()))
+    if row.get("max_error") is None:
+        return ""
+    return f"{_num(row.get('max_error'))} / {_num(row.get('bound'))}"
+
+
 def _problem(row: dict[str, Any]) -> list[str]:
     status = row["status"] + (f" ({row['kind']})" if row.get("kind") else "")
     out = [f"### `{row['property']}`: {status}", ""]
+    several = row.get("failures") or []
+    if several:
+        out += [f"Hypothesis found {len(several)} distinct failures, each shrunk on its own:", ""]
+        for i, f in enumerate(several, 1):
+            head = f"{i}. **{f.get('kind', '?')}**: {f.get('what') or f.get('exc_type', '')}"
+            if f.get("max_error") is not None:
+                head += f" (error {_num(f['max_error'])} > bound {_num(f.get('bound'))})"
+            out.append(head)
+            if f.get("case"):
+                out.append(f"   - case: `{f['case']}`")
+            elif f.get("falsifying"):
+                out.append(f"   - {_cell(f['falsifying'])[:400]}")
+        out.append("")
+    modes = row.get("modes") or []
+    if modes:
+        out += ["Searched again with one knob pinned at a time (each mode's own shrunk counterexample):", ""]
+        out += ["| pinned | status | kind | max error | case |", "|---|---|---|---:|---|"]
+        for m in modes:
+            out.append(
+                f"| `{m.get('pin')}` | {m.get('status')} | {m.get('kind') or ''} | {_num(m.get('max_error'))} | "
+                f"{_cell(str(m.get('case') or ''))[:300]} |"
+            )
+        out.append("")
     if row.get("max_error") is not None:
         out.append(
             f"- max error {_num(row['max_error'])} > bound {_num(row.get('bound'))} (base error {_num(row.get('base_error'))})"

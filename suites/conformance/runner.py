@@ -18,6 +18,7 @@ One implementation, one output directory ``<out>/<name>/`` holding ``results.jso
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -37,6 +38,7 @@ from suites.conformance import failures, records
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PATHS = ("suites/equivalence",)
 PLUGIN = "suites.conformance.plugin"
+SUITE_PLUGIN = "suites.pytest_plugin"
 #: pytest exit codes of a run that went to its end (all passed, some failed, none collected).
 NORMAL_EXITS = (0, 1, 5)
 _OUTPUT_TAIL = 3_000
@@ -54,6 +56,10 @@ class RunSettings:
     timeout: float = 300.0
     explain: bool = False
     pytest_args: tuple[str, ...] = ()
+    #: Search each failed property again per knob value (`search_modes`).
+    modes: bool = True
+    #: At most this many failed properties are searched per knob value.
+    max_mode_searches: int = 12
 
     @property
     def hard_limit(self) -> float:
@@ -107,8 +113,8 @@ def implementation_name(spec: str) -> str:
 
 def pytest_command(spec: str, log: Path, settings: RunSettings) -> list[str]:
     """The pytest command line of one session."""
-    cmd = [sys.executable, "-m", "pytest", *settings.paths, "--impl", spec]
-    cmd += ["-p", PLUGIN, "--conformance-log", str(log), "--conformance-resume"]
+    cmd = [sys.executable, "-m", "pytest", *(resolve_path(p) for p in settings.paths), "--impl", spec]
+    cmd += ["-p", SUITE_PLUGIN, "-p", PLUGIN, "--conformance-log", str(log), "--conformance-resume"]
     cmd += ["--timeout", f"{settings.timeout:g}", "--timeout-method", "signal"]
     if not settings.explain:
         cmd.append("--conformance-no-explain")
@@ -116,6 +122,16 @@ def pytest_command(spec: str, log: Path, settings: RunSettings) -> list[str]:
     if settings.keyword:
         cmd += ["-k", settings.keyword]
     return cmd + list(settings.pytest_args)
+
+
+def resolve_path(path: str) -> str:
+    """A property path as given when it exists from the current directory, else under the
+    directory holding the suites package (the run starts in the caller's directory, so that
+    replay lines and relative adapter modules work from there)."""
+    if Path(path.partition("::")[0]).exists():
+        return path
+    candidate = ROOT / path
+    return str(candidate) if Path(str(candidate).partition("::")[0]).exists() else path
 
 
 def child_env(settings: RunSettings) -> dict[str, str]:
@@ -170,7 +186,7 @@ def run_implementation(
             outcome.restarts += 1
         elif state.unfinished:
             nodeid = state.unfinished[-1]
-            replay = failures.replay_line(nodeid, [spec], settings.hypothesis_profile)
+            replay = failures.replay_line(nodeid, [spec], settings.hypothesis_profile, pythonpath=child_env(settings)["PYTHONPATH"])
             records.append(log, _crash_record(nodeid, rc, session.output_tail(), replay))
             left = [n for n in state.remaining() if n != nodeid]
             echo(f"[{name}] crashed   {nodeid}: {describe_exit(rc)}" + ("; resuming" if left else ""))
@@ -191,8 +207,67 @@ def run_implementation(
             records.append(log, {"event": "run-error", "returncode": rc, "output": f"stopped after {max_restarts} restarts"})
             break
     outcome.state = records.summarize(records.read(log))
+    if settings.modes and not stop_requested(stop):
+        search_modes(spec, directory, settings, outcome.state, echo=echo, name=name)
+    outcome.state = records.summarize(records.read(log))
     outcome.wall_s = time.monotonic() - started
     return outcome
+
+
+def stop_requested(stop: threading.Event | None) -> bool:
+    return stop is not None and stop.is_set()
+
+
+#: Knobs a failing property is searched again for, one value at a time (`suites.strategies` pins).
+MODE_KNOBS: dict[str, tuple[str, ...]] = {
+    "basis": ("position", "feature", "hybrid"),
+    "similarity": ("cosine", "euclidean", "dot", "scaled_dot"),
+    "dtype": ("float64", "float32", "float16", "bfloat16"),
+}
+
+
+def search_modes(
+    spec: str,
+    directory: Path,
+    settings: RunSettings,
+    state: records.LogState,
+    *,
+    echo: Callable[[str], None] = print,
+    name: str = "",
+) -> None:
+    """Rerun each failed property once per value of each knob it draws (``CONVNN_PIN``), so that
+    one failure mode cannot hide another: every mode gets its own shrunk counterexample. A knob
+    whose first pinned run never drew it is not searched further. The findings land in the main
+    log as one ``modes`` record per property; the runs' own logs in ``modes.jsonl``."""
+    failed = [n for n, rec in state.finished.items() if rec.get("status") == "failed" and rec.get("examples")]
+    done = {rec["nodeid"] for rec in records.read(directory / "results.jsonl") if rec.get("event") == "modes"}
+    for nodeid in [n for n in failed if n not in done][: settings.max_mode_searches]:
+        found: list[records.Record] = []
+        for knob, values in MODE_KNOBS.items():
+            for i, value in enumerate(values):
+                rec = _pinned_run(spec, directory, settings, nodeid, f"{knob}={value}")
+                if rec is None or (i == 0 and not rec.get("pin_consulted")):
+                    break  # the property does not draw this knob (or could not run)
+                found.append({"pin": f"{knob}={value}", **{k: rec.get(k) for k in ("status", "kind", "max_error", "case", "replay")}})
+        records.append(directory / "results.jsonl", {"event": "modes", "nodeid": nodeid, "modes": found})
+        failing = [m["pin"] for m in found if m["status"] == "failed"]
+        echo(f"[{name}] modes     {nodeid}: fails with {', '.join(failing) or 'no single pinned knob'}")
+
+
+def _pinned_run(spec: str, directory: Path, settings: RunSettings, nodeid: str, pin: str) -> records.Record | None:
+    """One pytest run of ``nodeid`` with ``CONVNN_PIN=pin``; its finish record, or None."""
+    log = directory / "modes.jsonl"
+    paths = {resolve_path(p) for p in settings.paths}
+    cmd = pytest_command(spec, log, dataclasses.replace(settings, keyword=None))
+    cmd = [c for c in cmd if c not in paths and c != "--conformance-resume"] + [resolve_path(nodeid)]
+    env = {**child_env(settings), "CONVNN_PIN": pin}
+    before = len(records.read(log))
+    try:
+        subprocess.run(cmd, cwd=os.getcwd(), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=settings.hard_limit)
+    except subprocess.TimeoutExpired:
+        return {"status": "timeout", "pin_consulted": True}
+    finishes = [r for r in records.read(log)[before:] if r.get("event") == "finish"]
+    return finishes[-1] if finishes else None
 
 
 class _Session:
@@ -218,7 +293,9 @@ class _Session:
         with open(self.output, "ab") as sink:
             sink.write(f"\n$ {' '.join(cmd)}\n".encode())
             sink.flush()
-            proc = subprocess.Popen(cmd, cwd=ROOT, env=child_env(self.settings), stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd, cwd=os.getcwd(), env=child_env(self.settings), stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+            )
             try:
                 return self._watch(proc)
             except BaseException:
@@ -254,7 +331,9 @@ class _Session:
                         "reason": f"no result after {self.settings.hard_limit:g}s; pytest-timeout could not interrupt "
                         "the case (native code?), so the runner killed the process",
                         "message": self.output_tail(),
-                        "replay": failures.replay_line(current[0], [self.spec], self.settings.hypothesis_profile),
+                        "replay": failures.replay_line(
+                            current[0], [self.spec], self.settings.hypothesis_profile, pythonpath=child_env(self.settings)["PYTHONPATH"]
+                        ),
                     },
                 )
                 self.echo(f"[{self.name}] timeout   {current[0]} (killed after {self.settings.hard_limit:g}s); resuming")

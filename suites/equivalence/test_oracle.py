@@ -21,8 +21,8 @@ from convnn_ref.naive import naive_attention, naive_convnn
 from suites import tolerance
 from suites.equivalence._common import DEVICES, dtypes, gold_pair, options, reject, require_tie_rule, skip_outside
 from suites.implementations import Implementation, Shapes
-from suites.inputs import STYLES, tokens
-from suites.strategies import GeneralCase, general_cases, input_scales, memory_budgets, randn, tied_feature_cases
+from suites.inputs import tokens
+from suites.strategies import GeneralCase, attention_problems, general_cases, randn, tied_feature_cases
 from suites.ties import attention_ambiguity, image_ambiguity
 
 ORACLE_EXAMPLES = 40  # the oracle loops in Python (up to ~0.1 s an example); 40 keep each property near 3 s
@@ -114,44 +114,6 @@ def test_forced_self_vs_oracle(impl: Implementation, device: str, case: GeneralC
 # --------------------------------------------------------------------------- attention form
 
 
-@st.composite
-def attention_general(draw: st.DrawFn, styles: tuple[str, ...] = STYLES) -> dict:
-    """A sequence-form problem over the attention-relevant knobs, masks and forced self included."""
-    nk = draw(st.integers(1, 10))
-    forced = draw(st.booleans())
-    nq = nk if forced else draw(st.integers(1, nk))  # forced self: every query is a key
-    cand = draw(st.sampled_from(("all", "random")))
-    r = draw(st.integers(1, nk)) if cand == "random" else None
-    limit = r if cand == "random" else nk
-    k = draw(st.integers(1, limit))
-    dv = draw(st.integers(1, 4))
-    config = ConvNNConfig(
-        k=k,
-        basis="feature",
-        similarity=draw(st.sampled_from(("cosine", "euclidean", "dot", "scaled_dot"))),
-        scale=draw(st.none() | st.floats(0.1, 2.0)),
-        candidates=cand,
-        num_candidates=r,
-        self_slot="forced" if forced else "candidate",
-        rho=draw(st.sampled_from(("ones", "softmax", "scores"))),
-        rho_scale=draw(st.floats(0.25, 4.0)),
-        kernel="sum",  # the contract's attention() takes no weight; weighted kernels: image form
-    )
-    return {
-        "config": config,
-        "b": draw(st.integers(1, 2)),
-        "nq": nq,
-        "nk": nk,
-        "d": draw(st.integers(1, 4)),
-        "dv": dv,
-        "mask": draw(st.sampled_from(("none", "causal", "random"))),
-        "seed": draw(st.integers(0, 2**31 - 1)),
-        "style": draw(st.sampled_from(styles)),
-        "magnitude": draw(input_scales),
-        "memory_budget": draw(memory_budgets),
-    }
-
-
 def _attention_property(prop: str, impl: Implementation, device: str, p: dict, *, canonical_ties: bool = False) -> None:
     """cand = impl.attention; gold = the oracle in float64 (and on perturbed inputs). Inputs with
     a harmful near-tie are set aside unless ``canonical_ties``."""
@@ -186,7 +148,7 @@ def _attention_property(prop: str, impl: Implementation, device: str, p: dict, *
 
 @pytest.mark.parametrize("device", DEVICES)
 @settings(max_examples=ORACLE_EXAMPLES)
-@given(p=attention_general())
+@given(p=attention_problems())
 @example(
     p={
         "config": ConvNNConfig(k=1, basis="feature", similarity="scaled_dot", rho="softmax", kernel="sum"),
@@ -228,7 +190,7 @@ def test_feature_ties_follow_the_canonical_rule(impl: Implementation, device: st
 
 @pytest.mark.parametrize("device", DEVICES)
 @settings(max_examples=ORACLE_EXAMPLES)
-@given(p=attention_general(styles=("duplicated_tokens",)))
+@given(p=attention_problems(styles=("duplicated_tokens",)))
 def test_attention_ties_follow_the_canonical_rule(impl: Implementation, device: str, p: dict) -> None:
     """Duplicated keys with different values tie exactly; with the canonical rule the sequence form equals the oracle."""
     _attention_property("test_attention_ties_follow_the_canonical_rule", impl, device, p, canonical_ties=True)
