@@ -16,13 +16,14 @@ PRESET ?= default
 BENCH_ARGS ?=
 IMPL ?= reference
 
-.PHONY: help setup verify verify-nightly test lint typecheck bench report conformance lock clean
+.PHONY: help setup verify verify-nightly test lint typecheck bench report conformance mutants lock clean
 
 help:
 	@echo "make bench        benchmark sweep (PRESET=default|canonical|full, DEVICE=cpu|cuda) + report in reports/out/"
 	@echo "make verify       lint, type check, equivalence suite (ci profile), benchmark smoke test"
 	@echo "make conformance  IMPL=module:object  conformance report in reports/conformance/<name>/"
 	@echo "make report       rebuild the report from results/bench/*.json"
+	@echo "make mutants      plant the catalogue of bugs one at a time, report the kill rate in reports/mutants/"
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +63,10 @@ conformance: setup
 	@$(PY) -m suites.conformance $(foreach i,$(IMPL),--impl $(i)) --out reports/conformance --hypothesis-profile $(HYPOTHESIS_PROFILE) $(CONFORMANCE_ARGS); \
 	rc=$$?; case $$rc in 0) ;; 1) echo "conformance: some properties did not pass (runner exit 1)";; \
 	3) echo "conformance: the properties could not be run (runner exit 3)";; *) echo "conformance: runner exit $$rc";; esac; exit $$rc
+
+# Mutation testing: every planted bug of suites/mutation/catalogue.py against the ci suite.
+mutants: setup
+	$(PY) -m suites.mutation --out reports/mutants $(MUTANTS_ARGS)
 
 # Refresh constraints.txt: the newest toolchain pip resolves today, beside TORCH_SPEC, in a
 # throw-away environment. Then run make verify and make verify-nightly before committing it.

@@ -1,0 +1,3 @@
+from suites.mutation.runner import main
+
+raise SystemExit(main())
