@@ -80,9 +80,15 @@ def _coordinate_channels(spatial: tuple[int, ...]) -> torch.Tensor:
 
 
 def image_ambiguity(
-    x: torch.Tensor, config: ConvNNConfig, *, generator: torch.Generator | None = None, scored_dim: int = 1
+    x: torch.Tensor,
+    config: ConvNNConfig,
+    *,
+    generator: torch.Generator | None = None,
+    scored_dim: int = 1,
+    dtype: torch.dtype = F64,
 ) -> str | None:
-    """Why the selection of ``cr.convnn(x, ..., config)`` is ambiguous (a harmful near-tie), or None."""
+    """Why the selection of ``cr.convnn(x, ..., config)`` is ambiguous (a harmful near-tie when
+    scores are computed in ``dtype``), or None."""
     x64 = x.detach().to("cpu", F64)
     ranking = config.replace(slot_order="rank")
     forced = config.self_slot == "forced"
@@ -107,7 +113,7 @@ def image_ambiguity(
     k = config.k - 1 if forced else config.k
     if k < 1:
         return None
-    gap = tolerance.score_gap(scores[torch.isfinite(scores)], F64, scored_dim)
+    gap = tolerance.score_gap(scores[torch.isfinite(scores)], dtype, scored_dim)
     nq = index.shape[1]
     vals = values[:, None].expand(b, nq, *values.shape[1:]).reshape(b * nq, *values.shape[1:])
     return harmful_tie(

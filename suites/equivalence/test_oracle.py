@@ -22,7 +22,14 @@ from suites import tolerance
 from suites.equivalence._common import DEVICES, dtypes, gold_pair, options, reject, require_tie_rule, skip_outside
 from suites.implementations import Implementation, Shapes
 from suites.inputs import tokens
-from suites.strategies import GeneralCase, attention_problems, general_cases, randn, tied_feature_cases
+from suites.strategies import (
+    GeneralCase,
+    attention_problems,
+    general_cases,
+    randn,
+    steered_dtypes,
+    tied_feature_cases,
+)
 from suites.ties import attention_ambiguity, image_ambiguity
 
 ORACLE_EXAMPLES = 40  # the oracle loops in Python (up to ~0.1 s an example); 40 keep each property near 3 s
@@ -43,7 +50,8 @@ def _image_property(
     )
     t = case.tensors(dtype, device)
     if not canonical_ties:
-        reject(impl, image_ambiguity(t["x"], c, generator=case.generator(), scored_dim=case.in_channels + 3))  # type: ignore[arg-type]
+        ambiguity = image_ambiguity(t["x"], c, generator=case.generator(), scored_dim=case.in_channels + 3, dtype=dtype)  # type: ignore[arg-type]
+        reject(impl, ambiguity)
     cand = impl.convnn(t["x"], t["weight"], t["bias"], c, generator=case.generator(), **options(impl, memory_budget=case.memory_budget))
 
     def oracle(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
@@ -77,6 +85,16 @@ def test_position_basis_vs_oracle_all_dtypes(
 ) -> None:
     """Position-basis ConvNN (metrics, coordinates, padding, dilation, offsets) equals the oracle in every dtype."""
     _image_property("test_position_basis_vs_oracle_all_dtypes", impl, case, dtype, device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@settings(max_examples=ORACLE_EXAMPLES)
+@given(case=general_cases(bases=("feature", "hybrid")), dtype=steered_dtypes((torch.float32, torch.bfloat16, torch.float16)))
+def test_feature_basis_vs_oracle_low_precision(
+    impl: Implementation, device: str, case: GeneralCase, dtype: torch.dtype
+) -> None:
+    """Feature and hybrid selection in float32/bfloat16/float16 (scores computed in that dtype) gives the oracle's output wherever no score is within rounding of another that matters."""
+    _image_property("test_feature_basis_vs_oracle_low_precision", impl, case, dtype, device)
 
 
 @pytest.mark.parametrize("device", DEVICES)
