@@ -113,7 +113,7 @@ class ConvNNConfig:
         function (`convnn_ref.aggregate.aggregate_as_conv1d`).
     """
 
-    k: int
+    k: int | None
     basis: Basis = "feature"
     metric: PositionMetric = "chebyshev"
     coordinates: Coordinates = "integer"
@@ -143,10 +143,17 @@ class ConvNNConfig:
             allowed = get_args(choices)
             if value not in allowed:
                 raise ValueError(f"{name}={value!r} is not one of {allowed}")
-        if isinstance(self.k, bool) or not isinstance(self.k, int):
-            raise TypeError(f"k must be an int, got {type(self.k).__name__}")
-        if self.k < 1:
-            raise ValueError(f"k must be >= 1, got k={self.k}")
+        if self.k is None:
+            if self.kernel != "sum" or self.basis == "position" or self.self_slot != "candidate":
+                raise ValueError(
+                    "k=None (every candidate) needs kernel='sum', basis 'feature' or 'hybrid' and "
+                    f"self_slot='candidate', got kernel={self.kernel!r}, basis={self.basis!r}, self_slot={self.self_slot!r}"
+                )
+        else:
+            if isinstance(self.k, bool) or not isinstance(self.k, int):
+                raise TypeError(f"k must be an int, got {type(self.k).__name__}")
+            if self.k < 1:
+                raise ValueError(f"k must be >= 1, got k={self.k}")
         if isinstance(self.groups, bool) or not isinstance(self.groups, int) or self.groups < 1:
             raise ValueError(f"groups must be an int >= 1, got groups={self.groups!r}")
         if self.kernel == "full" and self.groups != 1:

@@ -3,7 +3,8 @@ Vision Transformers", ECCV 2022), written from the definition and independent of
 all scaled scores; exactly k kept per query (chosen by index with ``torch.topk``, so exactly
 k even under ties); the rest set to ``-inf``; softmax; times V.
 
-`kvt_config` is the ConvNN configuration that equals it for ``k < N`` (SPEC §3.4).
+`kvt_config` is the ConvNN configuration that equals it for ``k < N`` (docs/semantics.md,
+"Exact recovery").
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from torch import nn
 from convnn_ref.config import ConvNNConfig
 
 
-def kvt_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, topk: int, scale: float | None = None) -> torch.Tensor:
+def kvt_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, topk: int, scale: float | None = None, *, dropout_p: float = 0.0
+) -> torch.Tensor:
     """q ``(..., Nq, D)``, k ``(..., Nk, D)``, v ``(..., Nk, Dv)`` -> ``(..., Nq, Dv)``.
 
     Dense and masked, as the paper computes it: ``softmax(mask_topk(q k^T * scale)) v``.
+    ``dropout_p`` drops probabilities (torch's global RNG), as the paper's block does.
     """
     if not 1 <= topk <= k.shape[-2]:
         raise ValueError(f"topk={topk} must lie in [1, Nk={k.shape[-2]}]")
@@ -27,7 +31,10 @@ def kvt_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, topk: int, 
     attn = (q @ k.transpose(-2, -1)) * scale
     kept = attn.topk(topk, dim=-1).indices
     mask = torch.full_like(attn, float("-inf")).scatter(-1, kept, 0.0)
-    return torch.softmax(attn + mask, dim=-1) @ v
+    p = torch.softmax(attn + mask, dim=-1)
+    if dropout_p > 0:
+        p = torch.nn.functional.dropout(p, dropout_p)
+    return p @ v
 
 
 def kvt_config(k: int, scale: float | None = None) -> ConvNNConfig:
@@ -69,10 +76,7 @@ class KVTAttention(nn.Module):
         if self.topk > n:
             raise ValueError(f"topk={self.topk} is larger than the number of tokens N={n}")
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        attn = (q @ k.transpose(-2, -1)) * self.scale
-        kept = attn.topk(self.topk, dim=-1).indices
-        attn = attn + torch.full_like(attn, float("-inf")).scatter(-1, kept, 0.0)
-        attn = self.attn_drop(attn.softmax(dim=-1))
-        y = (attn @ v).transpose(1, 2).reshape(b, n, c)
+        dropout_p = self.attn_drop.p if self.training else 0.0
+        y = kvt_attention(qkv[0], qkv[1], qkv[2], self.topk, self.scale, dropout_p=dropout_p)
+        y = y.transpose(1, 2).reshape(b, n, c)
         return self.proj_drop(self.proj(y))

@@ -14,6 +14,7 @@ from torch import nn
 
 from convnn_ref import functional, positions
 from convnn_ref.config import ConvNNConfig, padding_per_axis
+from convnn_ref.validation import as_allowed
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -74,6 +75,7 @@ class _ConvNNNd(nn.Module):
         if config.kernel == "sum":
             self.register_parameter("weight", None)
         else:
+            assert config.k is not None  # the config refuses k=None with a weighted kernel
             self.weight = nn.Parameter(torch.empty(out_channels, c_in // config.groups, config.k, device=device, dtype=dtype))
         self.bias = nn.Parameter(torch.empty(out_channels, device=device, dtype=dtype)) if bias else None
         self.reset_parameters()
@@ -169,42 +171,29 @@ class ConvNNAttention(nn.Module):
             raise ValueError(f"num_heads={num_heads} must divide embed_dim={embed_dim} (both >= 1)")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
-        if k is not None:
-            ConvNNConfig(k=k)  # validates k >= 1 early, with the config's message
         self.embed_dim = embed_dim
         self.num_heads = num_heads
         self.head_dim = embed_dim // num_heads
-        self.k = k
-        self.similarity = similarity
-        self.scale = scale
-        self.candidates = candidates
-        self.num_candidates = num_candidates
+        self.config = ConvNNConfig(
+            k=k,
+            basis="feature",
+            similarity=similarity,  # type: ignore[arg-type]
+            scale=scale,
+            candidates=candidates,  # type: ignore[arg-type]
+            num_candidates=num_candidates,
+            rho="softmax",
+            kernel="sum",
+        )
         self.dropout = dropout
         self.batch_first = batch_first
         self.kdim = kdim or embed_dim
         self.vdim = vdim or embed_dim
         self.memory_budget = memory_budget
-        self._config(1)  # validates the option names now, not at the first forward
         factory = {"device": device, "dtype": dtype}
         self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **factory)
         self.k_proj = nn.Linear(self.kdim, embed_dim, bias=bias, **factory)
         self.v_proj = nn.Linear(self.vdim, embed_dim, bias=bias, **factory)
         self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **factory)
-
-    def _config(self, num_keys: int) -> ConvNNConfig:
-        k = num_keys if self.k is None else self.k
-        if self.candidates == "random" and self.k is None:
-            k = self.num_candidates or 1
-        return ConvNNConfig(
-            k=k,
-            basis="feature",
-            similarity=self.similarity,  # type: ignore[arg-type]
-            scale=self.scale,
-            candidates=self.candidates,  # type: ignore[arg-type]
-            num_candidates=self.num_candidates,
-            rho="softmax",
-            kernel="sum",
-        )
 
     def forward(
         self,
@@ -238,7 +227,7 @@ class ConvNNAttention(nn.Module):
             q,
             k,
             v,
-            self._config(nk),
+            self.config,
             allowed=allowed,
             generator=generator,
             memory_budget=self.memory_budget,
@@ -261,34 +250,20 @@ class ConvNNAttention(nn.Module):
         h = self.num_heads
         allowed = None
         if attn_mask is not None:
-            forbidden = _as_forbidden(attn_mask, "attn_mask")
-            if forbidden.shape not in ((nq, nk), (b * h, nq, nk)):
-                raise ValueError(f"attn_mask must have shape ({nq}, {nk}) or ({b * h}, {nq}, {nk}), got {tuple(forbidden.shape)}")
-            allowed = (~forbidden).to(device).expand(b * h, nq, nk)
+            mask = as_allowed(attn_mask, "attn_mask", true_means="forbidden")
+            if mask.shape not in ((nq, nk), (b * h, nq, nk)):
+                raise ValueError(f"attn_mask must have shape ({nq}, {nk}) or ({b * h}, {nq}, {nk}), got {tuple(mask.shape)}")
+            allowed = mask.to(device).expand(b * h, nq, nk)
         if key_padding_mask is not None:
-            padded = _as_forbidden(key_padding_mask, "key_padding_mask")
-            if padded.shape != (b, nk):
-                raise ValueError(f"key_padding_mask must have shape ({b}, {nk}), got {tuple(padded.shape)}")
-            keep = (~padded).to(device)[:, None, None, :].expand(b, h, nq, nk).reshape(b * h, nq, nk)
+            unpadded = as_allowed(key_padding_mask, "key_padding_mask", true_means="forbidden")
+            if unpadded.shape != (b, nk):
+                raise ValueError(f"key_padding_mask must have shape ({b}, {nk}), got {tuple(unpadded.shape)}")
+            keep = unpadded.to(device)[:, None, None, :].expand(b, h, nq, nk).reshape(b * h, nq, nk)
             allowed = keep if allowed is None else allowed & keep
         if is_causal:
             causal = torch.ones(nq, nk, dtype=torch.bool, device=device).tril().expand(b * h, nq, nk)
             allowed = causal if allowed is None else allowed & causal
         return allowed
-
-
-def _as_forbidden(mask: torch.Tensor, name: str) -> torch.Tensor:
-    """A PyTorch attention mask (bool True = forbidden, or float 0 / -inf) as bool forbidden."""
-    if not isinstance(mask, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(mask).__name__}")
-    if mask.dtype == torch.bool:
-        return mask
-    if mask.is_floating_point():
-        finite = torch.isfinite(mask)
-        if bool((mask[finite] != 0).any()) or bool((mask[~finite] > 0).any()):
-            raise NotImplementedError(f"float {name} with values other than 0 and -inf (additive score biases) is not supported")
-        return ~finite
-    raise TypeError(f"{name} must be bool or floating, got {mask.dtype}")
 
 
 class CoordinateEncoding(nn.Module):

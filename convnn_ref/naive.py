@@ -91,12 +91,14 @@ def _rho(s: Tensor, config: ConvNNConfig) -> Tensor:
     return s  # "scores"
 
 
-def _dense_weight(weight: Tensor | None, config: ConvNNConfig, c_in: int, k: int) -> Tensor | None:
+def _dense_weight(weight: Tensor | None, config: ConvNNConfig, c_in: int) -> Tensor | None:
     """``(C_out, C_in, k)`` matrices A_t (grouped weights made block-diagonal), or None for 'sum'."""
     if config.kernel == "sum":
         if weight is not None:
             raise ValueError("kernel='sum' takes no weight, got a weight tensor")
         return None
+    k = config.k
+    assert k is not None  # the config refuses k=None with a weighted kernel
     if weight is None:
         raise ValueError(f"kernel={config.kernel!r} needs a weight of shape (C_out, C_in/groups, k)")
     g = config.groups if config.kernel == "grouped" else 1
@@ -195,7 +197,7 @@ def naive_convnn(
     with_value_coords = config.coord_encoding in ("aggregate", "both")
     c_in_eff = c + (d if with_value_coords else 0)
 
-    dense = _dense_weight(weight, config, c_in_eff, config.k)
+    dense = _dense_weight(weight, config, c_in_eff)
     c_out = c_in_eff if dense is None else dense.shape[0]
     _check_bias(bias, c_out)
 
@@ -295,15 +297,16 @@ def naive_convnn(
             if position:
                 cands = [j for j in base if all((points[j][a] - start[a]) % dil[a] == 0 for a in range(d))]
             count = len(set(cands) | {own}) if own is not None else len(cands)
-            _check_k(config.k, count, f"the query at padded position {centre}")
+            k = count if config.k is None else config.k  # None: every candidate
+            _check_k(k, count, f"the query at padded position {centre}")
 
             if own is not None:
                 others = [j for j in cands if j != own]
                 s_det = scores(centre, others, z_sel).tolist()
-                chosen = [own, *_rank(others, s_det, config.k - 1)]
+                chosen = [own, *_rank(others, s_det, k - 1)]
             else:
                 s_det = scores(centre, cands, z_sel).tolist()
-                chosen = _rank(cands, s_det, config.k)
+                chosen = _rank(cands, s_det, k)
             if config.slot_order == "offset":
                 chosen = sorted(chosen, key=lambda j: tuple(points[j][a] - centre[a] for a in range(d)))
             s = scores(centre, chosen, z).to(x.dtype)  # recomputed with grad: rho's input
@@ -369,7 +372,7 @@ def naive_attention(
     mask = torch.ones(batch, nq, nk, dtype=torch.bool) if allowed is None else allowed.to(torch.bool)
     mask = mask.cpu().expand(batch, nq, nk)
 
-    dense = _dense_weight(weight, config, v.shape[2], config.k)
+    dense = _dense_weight(weight, config, v.shape[2])
     c_out = v.shape[2] if dense is None else dense.shape[0]
     _check_bias(bias, c_out)
 
@@ -379,15 +382,17 @@ def naive_attention(
         if generator is None:
             raise ValueError("candidates='random' needs a torch.Generator (generator=None)")
         base = sorted(int(j) for j in torch.randperm(nk, generator=generator)[: config.num_candidates])
+    k_of = {}
     for i in range(nq):
         count = len(set(base) | {i}) if forced else len(base)
-        _check_k(config.k, count, f"query {i}")
+        k_of[i] = count if config.k is None else config.k  # None: every candidate
+        _check_k(k_of[i], count, f"query {i}")
 
     outputs = []
     for b in range(batch):
         for i in range(nq):
             ok = [j for j in base if bool(mask[b, i, j]) and not (forced and j == i)]
-            need = config.k - 1 if forced else config.k
+            need = k_of[i] - 1 if forced else k_of[i]
             s_det = _similarity(q[b, i].detach(), k[b, ok].detach(), config).tolist() if ok else []
             chosen = ([i] if forced else []) + _rank(ok, s_det, need)
             if not chosen:

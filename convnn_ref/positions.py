@@ -35,27 +35,8 @@ class Geometry:
         return len(self.spatial)
 
     @property
-    def num_tokens(self) -> int:
-        return _prod(self.spatial)
-
-    @property
-    def num_padded(self) -> int:
-        return _prod(self.padded)
-
-    @property
-    def num_queries(self) -> int:
-        return _prod(self.out)
-
-    @property
     def has_padding(self) -> bool:
         return any(lo or hi for lo, hi in self.padding)
-
-
-def _prod(values: tuple[int, ...]) -> int:
-    n = 1
-    for v in values:
-        n *= v
-    return n
 
 
 def resolve_geometry(config: ConvNNConfig, spatial: tuple[int, ...]) -> Geometry:
@@ -101,11 +82,15 @@ def candidate_positions(geometry: Geometry, device: torch.device | None = None) 
 
 
 def query_origins(geometry: Geometry, device: torch.device | None = None) -> torch.Tensor:
-    """Integer position of each query's first window point (position basis) or of its token
-    (feature basis). Returns ``(Nq, d)`` int64."""
+    """Integer position of each query's first window point (position basis: ``o*stride - lo``,
+    in units of the unpadded grid) or of its token (feature and hybrid bases: ``o*stride``).
+    Returns ``(Nq, d)`` int64."""
     stride = torch.tensor(geometry.stride, device=device)
+    origins = grid_indices(geometry.out, device) * stride
+    if not geometry.position_basis:
+        return origins
     lo = torch.tensor([p[0] for p in geometry.padding], device=device)
-    return grid_indices(geometry.out, device) * stride - lo
+    return origins - lo
 
 
 def query_centres(geometry: Geometry, device: torch.device | None = None) -> torch.Tensor:
@@ -118,6 +103,26 @@ def query_centres(geometry: Geometry, device: torch.device | None = None) -> tor
         [dl * (k - 1) / 2 for dl, k in zip(geometry.dilation, geometry.kernel)], dtype=torch.float64, device=device
     )
     return origins + half
+
+
+def query_tokens(geometry: Geometry, device: torch.device | None = None) -> torch.Tensor:
+    """Row-major index ``(Nq,)`` in the padded grid of the token at each query's position (its
+    own token, for forced self). Raises when a query sits between tokens (even kernels)."""
+    centres = query_centres(geometry, device)
+    if bool((centres != centres.round()).any()):
+        raise ValueError("self_slot='forced' needs queries on tokens: an even kernel_size puts them between tokens")
+    lo = torch.tensor([p[0] for p in geometry.padding], device=device)
+    return flat_index(centres.round().to(torch.int64) + lo, geometry.padded)
+
+
+def axis_scale(geometry: Geometry, config: ConvNNConfig, device: torch.device | None = None) -> torch.Tensor:
+    """What one integer step on each axis measures in the position score ``(d,)`` float64: the
+    coordinate step (`coordinate_steps`), or with kernel scaling ``1 / (dilation*K/2)``
+    (distances in units of ``dilation*K/2`` grid steps, whatever the coordinates)."""
+    if config.kernel_size is not None and config.kernel_scaled:
+        unit = [dl * kk / 2 for dl, kk in zip(geometry.dilation, geometry.kernel)]
+        return torch.tensor([1.0 / u for u in unit], dtype=torch.float64, device=device)
+    return torch.tensor(coordinate_steps(geometry, config.coordinates), dtype=torch.float64, device=device)
 
 
 def coordinate_steps(geometry: Geometry, coordinates: str) -> tuple[float, ...]:
@@ -177,3 +182,13 @@ def flat_index(points: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     for axis, n in enumerate(shape):
         index = index * n + points[:, axis]
     return index
+
+
+def zero_pad(x: torch.Tensor, padding: tuple[tuple[int, int], ...]) -> torch.Tensor:
+    """x ``(B, C, *S)`` extended by ``(lo, hi)`` zero points on each spatial axis."""
+    if not any(lo or hi for lo, hi in padding):
+        return x
+    pad: list[int] = []
+    for lo, hi in reversed(padding):
+        pad += [lo, hi]
+    return torch.nn.functional.pad(x, pad)

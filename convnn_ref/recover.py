@@ -26,6 +26,7 @@ from torch import nn
 from convnn_ref import functional
 from convnn_ref.config import ConvNNConfig, per_axis
 from convnn_ref.layers import ConvNNAttention, _ConvNNNd, convnn_layer
+from convnn_ref.validation import as_allowed
 
 Convention = Literal["exact", "research"]
 
@@ -209,20 +210,9 @@ def scaled_dot_product_attention(
     v = value.expand(*lead, *value.shape[-2:]).reshape(-1, nk, value.shape[-1])
     allowed = None
     if attn_mask is not None:
-        if not isinstance(attn_mask, torch.Tensor):
-            raise TypeError(f"attn_mask must be a torch.Tensor, got {type(attn_mask).__name__}")
-        if attn_mask.dtype == torch.bool:
-            mask = attn_mask
-        elif attn_mask.is_floating_point():
-            finite = torch.isfinite(attn_mask)
-            if bool((attn_mask[finite] != 0).any()) or bool((attn_mask[~finite] > 0).any()):
-                raise NotImplementedError("a float attn_mask with values other than 0 and -inf is not supported")
-            mask = finite
-        else:
-            raise TypeError(f"attn_mask must be bool or floating, got {attn_mask.dtype}")
-        allowed = mask.expand(*lead, nq, nk).reshape(-1, nq, nk)
+        allowed = as_allowed(attn_mask, "attn_mask", true_means="allowed").expand(*lead, nq, nk).reshape(-1, nq, nk)
     elif is_causal:
         allowed = torch.ones(nq, nk, dtype=torch.bool, device=query.device).tril()[None]
-    config = ConvNNConfig(k=nk if k is None else k, basis="feature", similarity="scaled_dot", scale=scale, rho="softmax", kernel="sum")
+    config = ConvNNConfig(k=k, basis="feature", similarity="scaled_dot", scale=scale, rho="softmax", kernel="sum")
     y = functional.convnn_attention(q, kk, v, config, allowed=allowed, memory_budget=memory_budget, dropout_p=dropout_p)
     return y.reshape(*lead, nq, value.shape[-1])

@@ -3,11 +3,35 @@ and the constraint it broke, before any torch kernel can fail deep inside."""
 
 from __future__ import annotations
 
+import operator
+
 import torch
 
 from convnn_ref.config import ConvNNConfig
 
 _FLOATS = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
+
+
+def check_config(config: object) -> ConvNNConfig:
+    """``config`` is a `ConvNNConfig` (validated when it was built)."""
+    if not isinstance(config, ConvNNConfig):
+        raise TypeError(f"config must be a ConvNNConfig, got {type(config).__name__}")
+    return config
+
+
+def check_memory_budget(memory_budget: object) -> int | None:
+    """None (the device's default) or a positive number of bytes."""
+    if memory_budget is None:
+        return None
+    if isinstance(memory_budget, bool):
+        raise TypeError(f"memory_budget must be an int number of bytes >= 1 or None, got {memory_budget!r}")
+    try:
+        value = operator.index(memory_budget)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"memory_budget must be an int number of bytes >= 1 or None, got {memory_budget!r}") from None
+    if value < 1:
+        raise ValueError(f"memory_budget must be an int number of bytes >= 1 or None, got memory_budget={value}")
+    return value
 
 
 def check_tensor(value: object, name: str, ndims: tuple[int, ...], what: str) -> torch.Tensor:
@@ -85,3 +109,22 @@ def check_mask(mask: torch.Tensor | None, name: str, shape: tuple[int, ...], dev
     except RuntimeError:
         raise ValueError(f"{name} of shape {tuple(mask.shape)} does not broadcast to {shape}") from None
     return mask
+
+
+def as_allowed(mask: object, name: str, *, true_means: str) -> torch.Tensor:
+    """A PyTorch attention mask as bool *allowed* (True = may be a neighbour).
+
+    bool: True means ``true_means`` ('allowed' as in ``F.scaled_dot_product_attention``,
+    'forbidden' as in ``nn.MultiheadAttention``). float: a mask, not a score bias: 0 allows and
+    -inf forbids; other values (additive score biases) are not supported.
+    """
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(mask).__name__}")
+    if mask.dtype == torch.bool:
+        return mask if true_means == "allowed" else ~mask
+    if mask.is_floating_point():
+        finite = torch.isfinite(mask)
+        if bool((mask[finite] != 0).any()) or bool((mask[~finite] > 0).any()):
+            raise NotImplementedError(f"float {name} with values other than 0 and -inf (additive score biases) is not supported")
+        return finite
+    raise TypeError(f"{name} must be bool or floating, got {mask.dtype}")
