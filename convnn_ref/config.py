@@ -10,6 +10,9 @@ happens in `convnn_ref.validation` when the input arrives.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
+import operator
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -141,8 +144,9 @@ class ConvNNConfig:
         for name, choices in _CHOICES.items():
             value = getattr(self, name)
             allowed = get_args(choices)
-            if value not in allowed:
+            if not isinstance(value, str) or value not in allowed:
                 raise ValueError(f"{name}={value!r} is not one of {allowed}")
+        # Integers: anything operator.index takes (numpy integers too), stored as plain ints.
         if self.k is None:
             if self.kernel != "sum" or self.basis == "position" or self.self_slot != "candidate":
                 raise ValueError(
@@ -150,41 +154,32 @@ class ConvNNConfig:
                     f"self_slot='candidate', got kernel={self.kernel!r}, basis={self.basis!r}, self_slot={self.self_slot!r}"
                 )
         else:
-            if isinstance(self.k, bool) or not isinstance(self.k, int):
-                raise TypeError(f"k must be an int, got {type(self.k).__name__}")
-            if self.k < 1:
-                raise ValueError(f"k must be >= 1, got k={self.k}")
-        if isinstance(self.groups, bool) or not isinstance(self.groups, int) or self.groups < 1:
-            raise ValueError(f"groups must be an int >= 1, got groups={self.groups!r}")
+            self._set("k", check_int(self.k, "k", minimum=1))
+        self._set("groups", check_int(self.groups, "groups", minimum=1))
+        self._set("grid_margin", check_int(self.grid_margin, "grid_margin", minimum=0))
+        if self.num_candidates is not None:
+            self._set("num_candidates", check_int(self.num_candidates, "num_candidates", minimum=1))
+        for name in ("stride", "dilation", "kernel_size"):
+            value = getattr(self, name)
+            if value is not None or name != "kernel_size":
+                self._set(name, _int_or_tuple(value, name, minimum=1))
+        self._set("padding", _normalized_padding(self.padding))
+        check_bool(self.kernel_scaled, "kernel_scaled")
+        # Real numbers: finite, in range.
+        self._set("hybrid_lambda", check_real(self.hybrid_lambda, "hybrid_lambda", low=0.0, high=1.0))
+        self._set("rho_scale", check_real(self.rho_scale, "rho_scale"))
+        if self.scale is not None:
+            self._set("scale", check_real(self.scale, "scale", low=0.0, low_open=True))
+        # Combinations.
         if self.kernel == "full" and self.groups != 1:
             raise ValueError(f"kernel='full' needs groups=1, got groups={self.groups}; use kernel='grouped'")
         if self.kernel == "sum" and self.groups != 1:
             raise ValueError(f"kernel='sum' has no weight and takes no groups, got groups={self.groups}")
-        if not 0.0 <= float(self.hybrid_lambda) <= 1.0:
-            raise ValueError(f"hybrid_lambda must lie in [0, 1], got {self.hybrid_lambda}")
-        if self.scale is not None and not float(self.scale) > 0.0:
-            raise ValueError(f"scale must be > 0 or None, got {self.scale}")
         if self.candidates in ("random", "grid"):
-            r = self.num_candidates
-            if r is None or isinstance(r, bool) or not isinstance(r, int) or r < 1:
-                raise ValueError(
-                    f"candidates={self.candidates!r} needs num_candidates >= 1, got {r!r}"
-                )
+            if self.num_candidates is None:
+                raise ValueError(f"candidates={self.candidates!r} needs num_candidates >= 1, got None")
         elif self.num_candidates is not None:
             raise ValueError(f"num_candidates is only used with candidates='random' or 'grid', got candidates={self.candidates!r}")
-        if self.grid_margin < 0:
-            raise ValueError(f"grid_margin must be >= 0, got {self.grid_margin}")
-        for name in ("stride", "dilation"):
-            for v in _as_tuple(getattr(self, name), name):
-                if v < 1:
-                    raise ValueError(f"{name} must be >= 1 on every axis, got {name}={getattr(self, name)!r}")
-        if self.kernel_size is not None:
-            for v in _as_tuple(self.kernel_size, "kernel_size"):
-                if v < 1:
-                    raise ValueError(f"kernel_size must be >= 1 on every axis, got {self.kernel_size!r}")
-        for lo, hi in _padding_pairs(self.padding):
-            if lo < 0 or hi < 0:
-                raise ValueError(f"padding must be >= 0, got padding={self.padding!r}")
         has_padding = any(lo or hi for lo, hi in _padding_pairs(self.padding))
         if self.basis != "position":
             if has_padding:
@@ -203,6 +198,9 @@ class ConvNNConfig:
             if has_padding or any(v != 1 for v in _as_tuple(self.stride, "stride")):
                 raise ValueError("self_slot='forced' needs stride 1 and no padding (every query must be a token)")
 
+    def _set(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
+
     def replace(self, **changes: object) -> ConvNNConfig:
         """A copy with some fields changed, validated again."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -213,34 +211,109 @@ class ConvNNConfig:
         return self.kernel != "sum"
 
 
-def _as_tuple(value: object, name: str) -> tuple[int, ...]:
+def check_int(value: object, name: str, *, minimum: int | None = None) -> int:
+    """``value`` as a plain int: anything ``operator.index`` takes (numpy integers too), not a
+    bool. Raises TypeError / ValueError naming ``name`` and the constraint."""
     if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int or a tuple of ints, got {value!r}")
-    if isinstance(value, int):
-        return (value,)
-    if isinstance(value, tuple) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        return value
-    raise TypeError(f"{name} must be an int or a tuple of ints, got {value!r}")
+        raise TypeError(f"{name} must be an int, got bool {value!r}")
+    try:
+        number = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {name}={number}")
+    return number
+
+
+def check_real(
+    value: object, name: str, *, low: float | None = None, high: float | None = None, low_open: bool = False
+) -> float:
+    """``value`` as a finite float (an int or a float, numpy scalars too; not a bool), within
+    ``[low, high]`` (``(low, high]`` with ``low_open``). Raises TypeError / ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {name}={number}")
+    if low is not None and (number <= low if low_open else number < low):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {name}={number}")
+    if high is not None and number > high:
+        raise ValueError(f"{name} must be <= {high}, got {name}={number}")
+    return number
+
+
+def check_bool(value: object, name: str) -> bool:
+    """``value`` is a bool (True or False, nothing that merely converts to one)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _int_or_tuple(value: object, name: str, *, minimum: int) -> int | tuple[int, ...]:
+    """An int or a non-empty tuple of ints, each >= minimum, as plain ints (same form)."""
+    if isinstance(value, tuple):
+        if not value:
+            raise ValueError(f"{name} must be an int or a non-empty tuple of ints, got ()")
+        return tuple(_axis_int(v, name, value, minimum) for v in value)
+    return _axis_int(value, name, value, minimum)
+
+
+def _axis_int(v: object, name: str, whole: object, minimum: int | None) -> int:
+    try:
+        number = check_int(v, name)
+    except TypeError:
+        raise TypeError(f"{name} must be an int or a tuple of ints, got {whole!r}") from None
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{name} must be >= {minimum} on every axis, got {name}={whole!r}")
+    return number
+
+
+def _normalized_padding(padding: object) -> Padding:
+    """padding as plain ints, in the form given (int, tuple of ints, tuple of (lo, hi) pairs)."""
+    out: Padding
+    if isinstance(padding, tuple):
+        pairs = _padding_pairs(padding)
+        out = tuple(pair if isinstance(p, tuple) else pair[0] for p, pair in zip(padding, pairs))  # type: ignore[assignment]
+    else:
+        out = _padding_pairs(padding)[0][0]
+    for lo, hi in _padding_pairs(out):
+        if lo < 0 or hi < 0:
+            raise ValueError(f"padding must be >= 0 on every side, got padding={padding!r}")
+    return out
+
+
+def _as_tuple(value: object, name: str) -> tuple[int, ...]:
+    if isinstance(value, tuple):
+        return tuple(_axis_int(v, name, value, None) for v in value)
+    return (_axis_int(value, name, value, None),)
 
 
 def _padding_pairs(padding: object) -> tuple[tuple[int, int], ...]:
-    if isinstance(padding, bool):
-        raise TypeError(f"padding must be an int, a tuple of ints or a tuple of (lo, hi) pairs, got {padding!r}")
-    if isinstance(padding, int):
-        return ((padding, padding),)
-    if isinstance(padding, tuple):
-        out = []
-        for p in padding:
-            if isinstance(p, int) and not isinstance(p, bool):
-                out.append((p, p))
-            elif isinstance(p, tuple) and len(p) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in p):
-                out.append((p[0], p[1]))
-            else:
-                raise TypeError(f"padding must be an int, a tuple of ints or a tuple of (lo, hi) pairs, got {padding!r}")
-        return tuple(out)
+    message = f"padding must be an int, a tuple of ints or a tuple of (lo, hi) pairs, got {padding!r}"
     if isinstance(padding, str):
         raise ValueError(f"padding={padding!r}: string paddings are resolved by from_conv; ConvNNConfig takes ints")
-    raise TypeError(f"padding must be an int, a tuple of ints or a tuple of (lo, hi) pairs, got {padding!r}")
+    if isinstance(padding, tuple):
+        if not padding:
+            raise ValueError(f"padding must not be an empty tuple, got {padding!r}")
+        out = []
+        for p in padding:
+            if isinstance(p, tuple):
+                if len(p) != 2:
+                    raise ValueError(message)
+                out.append((_padding_int(p[0], message), _padding_int(p[1], message)))
+            else:
+                v = _padding_int(p, message)
+                out.append((v, v))
+        return tuple(out)
+    v = _padding_int(padding, message)
+    return ((v, v),)
+
+
+def _padding_int(value: object, message: str) -> int:
+    try:
+        return check_int(value, "padding")
+    except TypeError:
+        raise TypeError(message) from None
 
 
 def per_axis(value: IntOrTuple | None, d: int, name: str, default: int = 1) -> tuple[int, ...]:

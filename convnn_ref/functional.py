@@ -27,7 +27,15 @@ from convnn_ref.fast.plan import TokenCall, default_memory_budget
 from convnn_ref.fast.table_cache import position_plan
 from convnn_ref.positions import Geometry
 from convnn_ref.select import Neighbours
-from convnn_ref.validation import check_config, check_mask, check_memory_budget, check_tensor, check_weight
+from convnn_ref.validation import (
+    check_config,
+    check_generator,
+    check_mask,
+    check_memory_budget,
+    check_probability,
+    check_tensor,
+    check_weight,
+)
 
 __all__ = ["Neighbours", "attention_neighbours", "convnn", "convnn_attention", "neighbours", "position_table"]
 
@@ -53,6 +61,7 @@ def convnn(
     """
     check_config(config)
     x = check_tensor(x, "x", (3, 4, 5), "(B, C, *S) with 1 to 3 spatial axes")
+    check_generator(generator)
     budget = check_memory_budget(memory_budget) or default_memory_budget(x.device)
     geometry = positions.resolve_geometry(config, tuple(x.shape[2:]))
     b = x.shape[0]
@@ -78,6 +87,7 @@ def neighbours(
     query. Index values point into the padded grid's tokens (row-major)."""
     check_config(config)
     x = check_tensor(x, "x", (3, 4, 5), "(B, C, *S) with 1 to 3 spatial axes")
+    check_generator(generator)
     budget = check_memory_budget(memory_budget) or default_memory_budget(x.device)
     geometry = positions.resolve_geometry(config, tuple(x.shape[2:]))
     if config.basis == "position":
@@ -100,8 +110,12 @@ def position_table(
     padded grid's tokens ``(M,)`` (see `candidates.candidate_subset`), or None for all.
     """
     check_config(config)
+    if not isinstance(geometry, Geometry):
+        raise TypeError(f"geometry must be a Geometry (from resolve_geometry), got {type(geometry).__name__}")
     if config.basis != "position":
         raise ValueError(f"position_table needs basis='position', got basis={config.basis!r}")
+    if cand_index is not None and (not isinstance(cand_index, torch.Tensor) or cand_index.dtype != torch.int64 or cand_index.dim() != 1):
+        raise TypeError("cand_index must be None or a 1-d int64 tensor of token indices into the padded grid")
     plan = position_plan(geometry, config, torch.device(device), cand_index)
     return plan.index, plan.score
 
@@ -176,7 +190,11 @@ def convnn_attention(
     is `F.scaled_dot_product_attention`; with ``k < Nk`` it is KVT attention. ``dropout_p``
     drops rho weights (the probabilities) with torch's global RNG, as PyTorch's attention does.
     """
-    return routes.token_convnn(_attention_call(q, k, v, config, allowed, generator, memory_budget, weight, bias, dropout_p))
+    call = _attention_call(q, k, v, config, allowed, generator, memory_budget, weight, bias, dropout_p)
+    if call.queries.shape[0] == 0 or call.queries.shape[1] == 0:  # as F.scaled_dot_product_attention: empty in, empty out
+        c_out = call.values.shape[-1] if weight is None else weight.shape[0]
+        return call.values.new_zeros(call.queries.shape[0], call.queries.shape[1], c_out)
+    return routes.token_convnn(call)
 
 
 def attention_neighbours(
@@ -189,7 +207,11 @@ def attention_neighbours(
     memory_budget: int | None = None,
 ) -> Neighbours:
     """Steps 1 and 2 of `convnn_attention`: index ``(B, Nq, k)`` into the keys."""
-    return routes.token_neighbours(_attention_call(q, k, k, config, allowed, generator, memory_budget))
+    call = _attention_call(q, k, k, config, allowed, generator, memory_budget)
+    if call.queries.shape[0] == 0 or call.queries.shape[1] == 0:
+        index = torch.zeros(*call.queries.shape[:2], call.rule.k, dtype=torch.int64, device=q.device)
+        return Neighbours(index, call.queries.new_zeros(index.shape), None)
+    return routes.token_neighbours(call)
 
 
 def _attention_call(
@@ -205,12 +227,12 @@ def _attention_call(
     dropout_p: float = 0.0,
 ) -> TokenCall:
     """Validate the sequence form's arguments; prepare its `TokenCall` (step 2's rule included)."""
-    if not 0.0 <= dropout_p < 1.0:
-        raise ValueError(f"dropout_p must lie in [0, 1), got {dropout_p}")
+    dropout_p = check_probability(dropout_p, "dropout_p")
     check_config(config)
-    q = check_tensor(q, "q", (3,), "(B, Nq, D)")
-    k = check_tensor(k, "k", (3,), "(B, Nk, D)")
-    v = check_tensor(v, "v", (3,), "(B, Nk, Dv)")
+    q = check_tensor(q, "q", (3,), "(B, Nq, D)", allow_empty=True)
+    k = check_tensor(k, "k", (3,), "(B, Nk, D)", allow_empty=True)
+    v = check_tensor(v, "v", (3,), "(B, Nk, Dv)", allow_empty=True)
+    check_generator(generator)
     budget = check_memory_budget(memory_budget) or default_memory_budget(q.device)
     for name, t in (("k", k), ("v", v)):
         if t.device != q.device:
@@ -223,6 +245,10 @@ def _attention_call(
         raise ValueError(f"q and k must share the feature size D, got {q.shape[2]} and {k.shape[2]}")
     if v.shape[1] != k.shape[1]:
         raise ValueError(f"k and v must have the same number of keys, got {k.shape[1]} and {v.shape[1]}")
+    if k.shape[1] == 0:
+        raise ValueError(f"k must hold at least one key (Nk >= 1), got shape {tuple(k.shape)}")
+    if q.shape[2] == 0 or v.shape[2] == 0:
+        raise ValueError(f"q and v must have at least one feature (D >= 1, Dv >= 1), got D={q.shape[2]}, Dv={v.shape[2]}")
     if config.basis != "feature":
         raise NotImplementedError(f"convnn_attention scores features only; got basis={config.basis!r}")
     if config.self_slot == "forced" and q.shape[1] != k.shape[1]:

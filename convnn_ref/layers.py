@@ -13,10 +13,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from convnn_ref import functional, positions
-from convnn_ref.config import ConvNNConfig, padding_per_axis
-from convnn_ref.validation import as_allowed
+from convnn_ref.config import ConvNNConfig, check_bool, check_int, check_real, padding_per_axis
+from convnn_ref.validation import as_allowed, check_config, check_memory_budget, check_probability
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+#: The most weight elements a layer allocates (2**30: 4 GiB in float32). A weight layer holds
+#: ``C_out * C_in/groups * k`` elements from construction on, before any input shows how many
+#: candidates exist, so an absurd k is refused here by name (k against the input's candidates
+#: is checked at forward).
+MAX_WEIGHT_ELEMENTS = 2**30
 
 
 class _ConvNNNd(nn.Module):
@@ -44,13 +50,13 @@ class _ConvNNNd(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(config, ConvNNConfig):
-            raise TypeError(f"config must be a ConvNNConfig, got {type(config).__name__}")
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        check_config(config)
+        in_channels = check_int(in_channels, "in_channels", minimum=1)
+        out_channels = check_int(out_channels, "out_channels", minimum=1)
+        check_bool(bias, "bias")
         if padding_mode not in _PADDING_MODES:
             raise ValueError(f"padding_mode={padding_mode!r} is not one of {_PADDING_MODES}")
+        check_memory_budget(memory_budget)
         d = self.spatial_dims
         c_in = in_channels + (d if config.coord_encoding in ("aggregate", "both") else 0)
         if config.kernel == "sum":
@@ -76,7 +82,14 @@ class _ConvNNNd(nn.Module):
             self.register_parameter("weight", None)
         else:
             assert config.k is not None  # the config refuses k=None with a weighted kernel
-            self.weight = nn.Parameter(torch.empty(out_channels, c_in // config.groups, config.k, device=device, dtype=dtype))
+            shape = (out_channels, c_in // config.groups, config.k)
+            if math.prod(shape) > MAX_WEIGHT_ELEMENTS:
+                # The weight is allocated here, before any input shows how many candidates exist.
+                raise ValueError(
+                    f"k={config.k} gives a weight of shape {shape} ({math.prod(shape)} elements), more than the "
+                    f"{MAX_WEIGHT_ELEMENTS} a layer allocates; k must not exceed the number of candidates of an input"
+                )
+            self.weight = nn.Parameter(torch.empty(shape, device=device, dtype=dtype))
         self.bias = nn.Parameter(torch.empty(out_channels, device=device, dtype=dtype)) if bias else None
         self.reset_parameters()
 
@@ -92,14 +105,7 @@ class _ConvNNNd(nn.Module):
             nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-        if x.dim() != self.spatial_dims + 2:
-            raise ValueError(
-                f"{type(self).__name__} expects x of rank {self.spatial_dims + 2} (B, C, *S), got shape {tuple(x.shape)}"
-            )
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f"x has {x.shape[1]} channels but in_channels={self.in_channels}")
+        _check_image(x, self, self.spatial_dims, self.in_channels)
         if self.pre_padding:
             x = F.pad(x, self.pre_padding, mode=self.padding_mode)
         return functional.convnn(x, self.weight, self.bias, self.config, generator=generator, memory_budget=self.memory_budget)
@@ -129,9 +135,25 @@ class ConvNN3d(_ConvNNNd):
 def convnn_layer(spatial_dims: int) -> type[_ConvNNNd]:
     """The ConvNN layer class for 1, 2 or 3 spatial axes."""
     classes: dict[int, type[_ConvNNNd]] = {1: ConvNN1d, 2: ConvNN2d, 3: ConvNN3d}
+    spatial_dims = check_int(spatial_dims, "spatial_dims")
     if spatial_dims not in classes:
-        raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims}")
+        raise ValueError(f"spatial_dims must be 1, 2 or 3, got spatial_dims={spatial_dims}")
     return classes[spatial_dims]
+
+
+def _check_image(x: object, module: nn.Module, spatial_dims: int | None = None, channels: int | None = None) -> None:
+    """x is a floating tensor ``(B, C, *S)``: ``spatial_dims`` axes (1 to 3 when None) and
+    ``channels`` channels (any when None)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    ranks = (spatial_dims + 2,) if spatial_dims is not None else (3, 4, 5)
+    if x.dim() not in ranks:
+        what = " or ".join(str(r) for r in ranks)
+        raise ValueError(f"{type(module).__name__} expects x of rank {what} (B, C, *S), got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating tensor, got dtype {x.dtype}")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(f"x has {x.shape[1]} channels but in_channels={channels}")
 
 
 class ConvNNAttention(nn.Module):
@@ -167,10 +189,16 @@ class ConvNNAttention(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if embed_dim < 1 or num_heads < 1 or embed_dim % num_heads:
-            raise ValueError(f"num_heads={num_heads} must divide embed_dim={embed_dim} (both >= 1)")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        embed_dim = check_int(embed_dim, "embed_dim", minimum=1)
+        num_heads = check_int(num_heads, "num_heads", minimum=1)
+        if embed_dim % num_heads:
+            raise ValueError(f"num_heads={num_heads} must divide embed_dim={embed_dim}")
+        dropout = check_probability(dropout, "dropout")
+        check_bool(bias, "bias")
+        check_bool(batch_first, "batch_first")
+        kdim = None if kdim is None else check_int(kdim, "kdim", minimum=1)
+        vdim = None if vdim is None else check_int(vdim, "vdim", minimum=1)
+        check_memory_budget(memory_budget)
         self.embed_dim = embed_dim
         self.num_heads = num_heads
         self.head_dim = embed_dim // num_heads
@@ -208,10 +236,21 @@ class ConvNNAttention(nn.Module):
     ) -> torch.Tensor:
         key = query if key is None else key
         value = key if value is None else value
-        for name, t in (("query", query), ("key", key), ("value", value)):
-            if not isinstance(t, torch.Tensor) or t.dim() != 3:
-                shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-                raise ValueError(f"{name} must be a 3-d tensor ({'B, L, E' if self.batch_first else 'L, B, E'}), got {shape}")
+        layout = "(B, L, E)" if self.batch_first else "(L, B, E)"
+        param = self.q_proj.weight
+        for name, t, width in (("query", query, self.embed_dim), ("key", key, self.kdim), ("value", value, self.vdim)):
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+            if t.dim() != 3:
+                raise ValueError(f"{name} must be a 3-d tensor {layout}, got shape {tuple(t.shape)}")
+            if t.shape[-1] != width:
+                dim_name = {"query": "embed_dim", "key": "kdim", "value": "vdim"}[name]
+                raise ValueError(f"{name} must have {dim_name}={width} features in its last axis, got shape {tuple(t.shape)}")
+            if t.dtype != param.dtype:
+                raise TypeError(f"{name} has dtype {t.dtype} but the layer's parameters have dtype {param.dtype}")
+            if t.device != param.device:
+                raise ValueError(f"{name} is on {t.device} but the layer's parameters are on {param.device}")
+        check_bool(is_causal, "is_causal")
         if not self.batch_first:
             query, key, value = (t.transpose(0, 1) for t in (query, key, value))
         b, nq, _ = query.shape
@@ -271,8 +310,7 @@ class CoordinateEncoding(nn.Module):
     holding ``linspace(-1, 1)`` along axis a."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor) or x.dim() < 3:
-            raise ValueError("x must be a tensor (B, C, *S) with at least one spatial axis")
+        _check_image(x, self)
         coords = positions.coordinate_channels(tuple(x.shape[2:]), x.device, x.dtype)
         return torch.cat([x, coords.expand(x.shape[0], *coords.shape)], dim=1)
 
@@ -284,15 +322,17 @@ class PixelShuffleConvNN2d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, config: ConvNNConfig, factor: int, *, bias: bool = True) -> None:
         super().__init__()
-        if factor < 1:
-            raise ValueError(f"factor must be >= 1, got {factor}")
-        self.factor = factor
-        self.inner = ConvNN2d(in_channels * factor**2, out_channels * factor**2, config, bias=bias)
+        self.factor = check_int(factor, "factor", minimum=1)
+        in_channels = check_int(in_channels, "in_channels", minimum=1)
+        out_channels = check_int(out_channels, "out_channels", minimum=1)
+        self.in_channels = in_channels
+        self.inner = ConvNN2d(in_channels * self.factor**2, out_channels * self.factor**2, config, bias=bias)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         s = self.factor
-        if x.dim() != 4 or x.shape[-1] % s or x.shape[-2] % s:
-            raise ValueError(f"x must be (B, C, H, W) with H and W divisible by factor={s}, got {tuple(x.shape)}")
+        _check_image(x, self, 2, self.in_channels)
+        if x.shape[-1] % s or x.shape[-2] % s:
+            raise ValueError(f"x must have H and W divisible by factor={s}, got shape {tuple(x.shape)}")
         return F.pixel_shuffle(self.inner(F.pixel_unshuffle(x, s), generator), s)
 
 
@@ -316,8 +356,17 @@ class BranchingConvNN(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        if not 0.0 <= ratio <= 1.0:
-            raise ValueError(f"ratio must lie in [0, 1], got {ratio}")
+        check_config(config)
+        in_channels = check_int(in_channels, "in_channels", minimum=1)
+        out_channels = check_int(out_channels, "out_channels", minimum=1)
+        ratio = check_real(ratio, "ratio", low=0.0, high=1.0)
+        conv_kernel_size = check_int(conv_kernel_size, "conv_kernel_size", minimum=1)
+        spatial_dims = check_int(spatial_dims, "spatial_dims", minimum=1)
+        if spatial_dims > 3:
+            raise ValueError(f"spatial_dims must be 1, 2 or 3, got spatial_dims={spatial_dims}")
+        check_bool(bias, "bias")
+        self.in_channels = in_channels
+        self.spatial_dims = spatial_dims
         self.convnn_channels = round(ratio * out_channels)
         self.conv_channels = out_channels - self.convnn_channels
         conv_cls = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[spatial_dims - 1]
@@ -330,6 +379,7 @@ class BranchingConvNN(nn.Module):
         self.fuse = conv_cls(out_channels, out_channels, 1, bias=bias)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        _check_image(x, self, self.spatial_dims, self.in_channels)
         parts = []
         if self.convnn is not None:
             parts.append(self.convnn(x, generator))
