@@ -57,19 +57,21 @@ def aggregate(
     """Step 3, ``y = b + sum_t A_t (rho_t v_t)`` over the filled slots.
 
     neighbours ``(B, Nq, k, C)`` gathered values; score ``(B|1, Nq, k)`` the selected scores
-    (None when rho is 'ones'); valid bool like score or None (every slot filled). ``dropout_p``
-    drops rho weights with torch's global RNG. Returns ``(B, Nq, C_out)``.
+    (None when rho is 'ones'); valid bool like score or None (every slot filled): an empty slot
+    contributes exactly nothing. ``dropout_p`` drops rho weights with torch's global RNG.
+    Returns ``(B, Nq, C_out)``.
     """
     w = None
     if config.rho != "ones":
         assert score is not None
         w = rho_weights(score.to(neighbours.dtype), valid, config.rho, config.rho_scale)
-    elif valid is not None:
-        w = valid.to(neighbours.dtype)
     if dropout_p > 0:
         w = F.dropout(torch.ones(neighbours.shape[:-1], dtype=neighbours.dtype, device=neighbours.device) if w is None else w, dropout_p)
     if w is not None:
         neighbours = neighbours * w[..., None]
+    if valid is not None:
+        # An empty slot contributes nothing, not 0 times its (possibly infinite or NaN) value.
+        neighbours = neighbours.masked_fill(~valid[..., None], 0.0)
     return apply_kernel(neighbours, weight, bias, config.kernel, config.groups)
 
 

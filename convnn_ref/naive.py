@@ -77,8 +77,14 @@ def _similarity(zq: Tensor, zc: Tensor, config: ConvNNConfig) -> Tensor:
 
 
 def _rank(candidates: list[int], scores: list[float], count: int) -> list[int]:
-    """The ``count`` best candidates: descending score, ties to the lower candidate index."""
-    order = sorted(zip(scores, candidates, strict=True), key=lambda sc: (-sc[0], sc[1]))
+    """The ``count`` best candidates: NaN first, then descending score (+inf, numbers, -inf),
+    ties (NaN with NaN too) to the lower candidate index."""
+
+    def key(sc: tuple[float, int]) -> tuple[int, float, int]:
+        score, candidate = sc
+        return (0, 0.0, candidate) if math.isnan(score) else (1, -score, candidate)
+
+    order = sorted(zip(scores, candidates, strict=True), key=key)
     return [c for _, c in order[:count]]
 
 

@@ -211,34 +211,35 @@ def selected_mask(
 
 
 def topk_lowest_index(scores: Tensor, k: int, allowed: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """The k largest entries of each row, by descending score, ties to the lower index.
+    """The k best entries of each row, best first.
 
-    scores ``(..., M)``; allowed: bool broadcastable to scores, or None: a disallowed entry
-    ranks below every allowed one. Returns ``(values, indices)``, each ``(..., k)``. Runs
-    without autograd; recompute differentiable scores from the indices.
+    Ranking (docs/semantics.md, "NaN and infinities"): allowed entries before disallowed ones;
+    among them NaN first (as ``torch.topk`` and ``torch.sort`` rank it), then +inf, the numbers
+    in descending order, -inf; equal values (NaN with NaN too) to the lower index. scores
+    ``(..., M)``; allowed: bool broadcastable to scores, or None. Returns ``(values, indices)``,
+    each ``(..., k)``. Runs without autograd; recompute differentiable scores from the indices.
     """
     with torch.no_grad():
         if allowed is not None:
+            allowed = allowed.expand(scores.shape)
             scores = scores.masked_fill(~allowed, float("-inf"))
-        m = scores.shape[-1]
         if k == 0:
             return scores[..., :0], torch.zeros(scores[..., :0].shape, dtype=torch.int64, device=scores.device)
-        if k == m:
-            values, indices = scores.sort(dim=-1, descending=True, stable=True)
-            return values, indices
+        if k == scores.shape[-1]:
+            return _exact_order(scores, allowed)
         values, indices = scores.topk(k + 1, dim=-1, sorted=True)
         # A row is ambiguous when its (k+1)-th value equals its k-th: only then can the *set*
-        # depend on the tie rule. Those rows (rare on real data) get a stable sort. Ties among
-        # disallowed (-inf) candidates are harmless: those slots are empty.
+        # depend on the tie rule (or, at -inf, on which of a disallowed and an allowed -inf
+        # candidate is taken). Those rows (rare on real data) get an exact sort.
         kth, next_ = values[..., k - 1], values[..., k]
         values, indices = values[..., :k], indices[..., :k]
-        ambiguous = (kth == next_) & (kth > float("-inf"))
-        tied_inside = ((values[..., 1:] == values[..., :-1]) & (values[..., 1:] > float("-inf"))).any()
-        if not bool(ambiguous.any() | tied_inside):
+        ambiguous = _same(kth, next_)
+        tied_inside = bool(_same(values[..., 1:], values[..., :-1]).any())
+        if not (tied_inside or bool(ambiguous.any())):
             return values, indices
         if bool(ambiguous.any()):
             rows = ambiguous.nonzero(as_tuple=True)
-            v, i = scores[rows].sort(dim=-1, descending=True, stable=True)
+            v, i = _exact_order(scores[rows], None if allowed is None else allowed[rows])
             values[rows] = v[..., :k]
             indices[rows] = i[..., :k]
         # Within the selected set, order ties by index: sort by index, then stably by value.
@@ -246,7 +247,28 @@ def topk_lowest_index(scores: Tensor, k: int, allowed: Tensor | None = None) -> 
         values = values.gather(-1, perm)
         values, order = values.sort(dim=-1, descending=True, stable=True)
         indices = indices.gather(-1, order)
+        if allowed is not None:
+            values, indices = _allowed_first(values, indices, allowed.gather(-1, indices))
         return values, indices
+
+
+def _same(a: Tensor, b: Tensor) -> Tensor:
+    """Elementwise equality under which NaN equals NaN (ties of the ranking)."""
+    return (a == b) | (a.isnan() & b.isnan())
+
+
+def _exact_order(scores: Tensor, allowed: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Every entry of each row in ranking order: a stable descending sort (NaN first, ties by
+    index), then allowed entries stably before disallowed ones."""
+    values, indices = scores.sort(dim=-1, descending=True, stable=True)
+    if allowed is not None:
+        values, indices = _allowed_first(values, indices, allowed.gather(-1, indices))
+    return values, indices
+
+
+def _allowed_first(values: Tensor, indices: Tensor, ok: Tensor) -> tuple[Tensor, Tensor]:
+    order = ok.to(torch.uint8).sort(dim=-1, descending=True, stable=True).indices
+    return values.gather(-1, order), indices.gather(-1, order)
 
 
 def order_by_offset(offsets: Tensor) -> Tensor:

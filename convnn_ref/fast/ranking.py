@@ -45,3 +45,45 @@ def gather_tokens(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         picked = torch.gather(values.transpose(1, 2), 2, flat)  # (B, C, Nq*k)
         return picked.reshape(b, c, nq, k).permute(0, 2, 3, 1)
     return aggregate.gather_neighbours(values, index)
+
+
+def nonfinite_tokens(features: torch.Tensor) -> torch.Tensor | None:
+    """``(B, N)`` bool: the tokens of ``features`` ``(B, N, D)`` holding a NaN or an infinity;
+    None when every feature is finite (the common case: one pass, nothing else to do)."""
+    finite = torch.isfinite(features)
+    if bool(finite.all()):
+        return None
+    return ~finite.all(dim=-1)
+
+
+def exact_where_nonfinite(
+    block: torch.Tensor,
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    bad_queries: torch.Tensor | None,
+    bad_keys: torch.Tensor | None,
+    similarity: str,
+    scale: float | None,
+    budget: int,
+) -> torch.Tensor:
+    """``block`` ``(B, c, M)`` of fast scores (rank scores, or expanded euclidean) with the rows
+    of non-finite queries and the columns of non-finite keys recomputed by the formula itself
+    (`scores.paired_feature_scores`), so that NaN, +inf and -inf land where the formula puts
+    them. Such a score is never finite, so the block still ranks like the exact scores.
+    queries ``(B, c, D)``, keys ``(B, M, D)``; bad_*: from `nonfinite_tokens`, or None."""
+    d = queries.shape[-1]
+    if bad_queries is not None and bool(bad_queries.any()):
+        b_idx, i_idx = bad_queries.nonzero(as_tuple=True)
+        step = max(1, budget // max(1, keys.shape[1] * d * keys.element_size()))
+        for s in range(0, b_idx.shape[0], step):
+            b_s, i_s = b_idx[s : s + step], i_idx[s : s + step]
+            exact = scores.paired_feature_scores(queries[b_s, i_s][:, None, :], keys[b_s], similarity, scale)
+            block[b_s, i_s] = exact.to(block.dtype)
+    if bad_keys is not None and bool(bad_keys.any()):
+        b_idx, j_idx = bad_keys.nonzero(as_tuple=True)
+        step = max(1, budget // max(1, queries.shape[1] * d * queries.element_size()))
+        for s in range(0, b_idx.shape[0], step):
+            b_s, j_s = b_idx[s : s + step], j_idx[s : s + step]
+            exact = scores.paired_feature_scores(queries[b_s], keys[b_s, j_s][:, None, :], similarity, scale)
+            block[b_s, :, j_s] = exact.to(block.dtype)
+    return block

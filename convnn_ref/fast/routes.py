@@ -25,7 +25,7 @@ import torch.utils.checkpoint
 from convnn_ref import aggregate, scores, select
 from convnn_ref.config import ConvNNConfig
 from convnn_ref.fast.plan import DENSE_SUM_FRACTION, TokenCall, chunk_size
-from convnn_ref.fast.ranking import gather_tokens, rank_keys, rank_scores
+from convnn_ref.fast.ranking import exact_where_nonfinite, gather_tokens, nonfinite_tokens, rank_keys, rank_scores
 from convnn_ref.fast.shifted import channels_first_grid, shifted_aggregate
 from convnn_ref.fast.table_cache import PositionPlan
 from convnn_ref.positions import Geometry, zero_pad
@@ -37,10 +37,25 @@ from convnn_ref.select import Neighbours
 def token_convnn(call: TokenCall) -> torch.Tensor:
     """ConvNN on tokens: ``(B, Nq, C_out)``, or ``(B, C_out, Nq)`` with ``call.channels_first``.
     Takes the dense route for the sum kernel with large k, the gather route otherwise."""
-    own_outside = call.rule.own is not None and call.rule.candidates is not None  # the gather route handles it
-    if call.config.kernel == "sum" and call.rule.k >= max(2, DENSE_SUM_FRACTION * call.num_candidates) and not own_outside:
-        return dense_route(call)
-    return gather_route(call)
+    return dense_route(call) if _dense_applies(call) else gather_route(call)
+
+
+def _dense_applies(call: TokenCall) -> bool:
+    """The dense route computes the same function as the gather route when the kernel is the
+    sum, the own tokens (forced self) are candidates, and every value it multiplies by a zero
+    weight is finite (0 * inf is NaN): either every candidate is kept or the values are finite."""
+    if call.config.kernel != "sum" or call.rule.k < max(2, DENSE_SUM_FRACTION * call.num_candidates):
+        return False
+    if call.rule.own is not None and call.rule.candidates is not None:
+        return False  # an own token outside the candidates: the gather route handles it
+    if _keeps_everything(call):
+        return True
+    return bool(torch.isfinite(call.rule.columns(call.values)).all())
+
+
+def _keeps_everything(call: TokenCall) -> bool:
+    """No mask and k covering every candidate: the dense route selects nothing."""
+    return call.allowed is None and call.rule.keeps_every_candidate(call.num_candidates)
 
 
 def token_neighbours(call: TokenCall) -> Neighbours:
@@ -81,17 +96,17 @@ def dense_route(call: TokenCall) -> torch.Tensor:
     in_columns = rule.in_columns()
     kn = scores.prepare_features(keys, config.similarity)  # unit vectors for cosine
     qn = kn if call.queries is keys else scores.prepare_features(call.queries, config.similarity)
-    # Nothing to select: every candidate of every query is kept.
-    keep_all = allowed is None and in_columns.keeps_every_candidate(m)
+    keep_all = _keeps_everything(call)  # nothing to select: every candidate of every query is kept
+    bad_q, bad_k = nonfinite_tokens(call.queries.detach()), nonfinite_tokens(keys.detach())
     chunk = chunk_size(b, m, qn.element_size(), call.budget)
     need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (qn, kn, vals))
 
     def run_chunk(qn_c: torch.Tensor, kn_: torch.Tensor, vals_: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         keep = None
-        if keep_all:
-            s = _scaled_query_scores(qn_c, kn_, config)
-        else:
-            s = scores.pairwise_feature_scores(qn_c, kn_, config.similarity, config.scale)
+        s = _scaled_query_scores(qn_c, kn_, config) if keep_all else scores.pairwise_feature_scores(qn_c, kn_, config.similarity, config.scale)
+        if bad_q is not None or bad_k is not None:
+            s = _exact_where_nonfinite(s, call.queries[:, start:stop], keys, bad_q, bad_k, start, stop, call)
+        if not keep_all:
             part = None if allowed is None else allowed[:, start:stop]
             keep = select.selected_mask(s.detach(), in_columns, slice(start, stop), allowed=part)
         w = aggregate.rho_weights(s, keep, config.rho, config.rho_scale)
@@ -125,19 +140,49 @@ def _selections(call: TokenCall) -> Iterator[tuple[int, int, Neighbours]]:
     `rank_scores` (same order, fewer passes)."""
     config, rule = call.config, call.rule
     b, nq = call.queries.shape[:2]
-    keys = rule.columns(call.keys)
+    keys = rule.columns(call.keys).detach()
     m = keys.shape[1]
     allowed = None if call.allowed is None else rule.columns(call.allowed, -1).expand(b, nq, m)
     with torch.no_grad():
-        keys, stats = rank_keys(keys.detach(), config.similarity)
+        ranked, stats = rank_keys(keys, config.similarity)
+        bad_q, bad_k = nonfinite_tokens(call.queries.detach()), nonfinite_tokens(keys)
     chunk = chunk_size(b, m, call.queries.element_size(), call.budget)
     for start in range(0, nq, chunk):
         stop = min(nq, start + chunk)
         with torch.no_grad():
-            s = rank_scores(call.queries[:, start:stop].detach(), keys, stats, config.similarity)
+            s = rank_scores(call.queries[:, start:stop].detach(), ranked, stats, config.similarity)
+            if bad_q is not None or bad_k is not None:
+                s = _exact_where_nonfinite(s, call.queries[:, start:stop].detach(), keys, bad_q, bad_k, start, stop, call)
             part = None if allowed is None else allowed[:, start:stop]
             nb = select.select(s, rule, slice(start, stop), allowed=part)
         yield start, stop, nb
+
+
+def _exact_where_nonfinite(
+    block: torch.Tensor,
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    bad_q: torch.Tensor | None,
+    bad_k: torch.Tensor | None,
+    start: int,
+    stop: int,
+    call: TokenCall,
+) -> torch.Tensor:
+    """The chunk ``start:stop`` of a score block with the scores of non-finite tokens exact."""
+    with torch.no_grad():
+        exact = exact_where_nonfinite(
+            block.detach().clone(),
+            queries.detach(),
+            keys.detach(),
+            None if bad_q is None else bad_q[:, start:stop],
+            bad_k,
+            call.config.similarity,
+            call.config.scale,
+            call.budget,
+        )
+    # Keep autograd's graph (the dense route differentiates the block): swap the values only
+    # where they differ in kind; finite scores stay the block's own.
+    return torch.where(torch.isfinite(exact), block, exact)
 
 
 def _selected_scores(queries: torch.Tensor, keys: torch.Tensor, index: torch.Tensor, config: ConvNNConfig) -> torch.Tensor:
