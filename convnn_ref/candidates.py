@@ -32,4 +32,4 @@ def candidate_subset(
         if r > n:
             raise ValueError(f"num_candidates={r} is larger than the number of tokens N={n}")
         return torch.randperm(n, generator=generator)[:r].sort().values.to(device)
-    return positions.grid_subset(spatial, r, config.grid_margin, device)
+    return positions.grid_subset(spatial, r, config.grid_margin, config.grid_rounding, device)

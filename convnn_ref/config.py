@@ -27,6 +27,7 @@ Rho = Literal["ones", "softmax", "scores"]
 Kernel = Literal["full", "grouped", "sum"]
 CoordEncoding = Literal["none", "score", "aggregate", "both"]
 Border = Literal["zeros", "in_bounds"]
+GridRounding = Literal["round", "truncate"]
 
 IntOrTuple = int | tuple[int, ...]
 Padding = int | tuple[int, ...] | tuple[tuple[int, int], ...]
@@ -43,6 +44,7 @@ _CHOICES: dict[str, object] = {
     "kernel": Kernel,
     "coord_encoding": CoordEncoding,
     "border": Border,
+    "grid_rounding": GridRounding,
 }
 
 
@@ -55,57 +57,83 @@ class ConvNNConfig:
         features ``f_i`` (C values) and integer position ``p_i`` (its index on each axis).
 
     Geometry (``kernel_size``, ``stride``, ``padding``, ``dilation``; ints broadcast to every axis)
-        ``padding`` (position basis only) extends each axis by ``lo``/``hi`` points whose
-        features are zero (``border="zeros"``); with ``border="in_bounds"`` padding must be 0
-        and only real tokens are candidates. ``padding`` may be an int, one int per axis, or
-        one ``(lo, hi)`` pair per axis (what ``padding='same'`` needs for even kernels).
+        ``padding`` extends each axis by ``lo``/``hi`` points whose features are zero
+        (``border="zeros"``): the *padded grid*, whose points are the candidate tokens, in
+        row-major order (an index into the token list is an index into the padded grid). With
+        ``border="in_bounds"`` padding must be 0 and only real tokens are candidates.
+        ``padding`` may be an int, one int per axis, or one ``(lo, hi)`` pair per axis (what
+        ``padding='same'`` needs for even kernels).
 
         Position basis: output index ``o`` on an axis of padded length ``L`` exists for
         ``o = 0 .. (L - dilation*(K-1) - 1) // stride``; its query sits at the window's centre
         ``c = o*stride - lo + dilation*(K-1)/2`` (a half-integer for even K), with
         ``K = kernel_size`` (1 when ``kernel_size`` is None). Candidates are restricted to the
         query's dilation lattice: points ``j`` with ``(j - (o*stride - lo)) % dilation == 0``.
-        Feature and hybrid bases: padding 0 and dilation 1; the queries are the tokens at
-        positions ``o*stride``, ``o = 0 .. (L-1)//stride``.
+
+        Feature and hybrid bases (dilation 1): the queries are the *real* tokens at positions
+        ``o*stride``, ``o = 0 .. (S_a - 1)//stride`` on an axis of real length ``S_a``; the
+        output has that query grid's shape whatever the padding. With padding the candidates
+        are every point of the padded grid: a padded point is a candidate token with zero
+        features (its cosine with any token is 0: norms are clamped), and the hybrid basis
+        takes its ``std`` and its coordinates over the padded grid (below).
 
     Step 1, score ``s_ij`` (larger is closer)
         position: ``-dist(u_i, u_j)`` with ``dist`` = ``metric`` (chebyshev: max over axes of
             ``|du|``; euclidean: ``sqrt(sum du^2)``) and ``u`` the coordinates: ``integer``
-            positions, or ``normalized`` ones (each axis of the padded grid mapped affinely onto
+            (the point's index on each axis of the padded grid; only differences matter here),
+            or ``normalized`` (each axis of the padded grid mapped affinely onto
             ``linspace(-1, 1)``, the research code's convention; an axis of length 1 maps to 0).
             With ``kernel_size`` set and ``kernel_scaled=True`` each axis difference is divided
             by ``dilation*K/2`` first (in the coordinate units), so the window is exactly the
-            set at scaled distance below 1 for every shape (SPEC §3.1, non-square kernels).
+            set at scaled distance below 1 for every shape (non-square and even kernels).
         feature: on features ``f`` (plus coordinate channels if ``coord_encoding`` is
             ``score``/``both``): cosine ``f_i.f_j / (|f_i||f_j|)`` (norms clamped at 1e-12),
             euclidean ``-|f_i - f_j|^2``, dot ``f_i.f_j``, scaled_dot ``f_i.f_j * scale`` with
             ``scale`` defaulting to ``1/sqrt(D)``.
-        hybrid: ``z = concat(lambda * f / std(f), (1 - lambda) * u)`` with ``std`` over all
-            channels and tokens of one sample (clamped at 1e-12), ``u`` the coordinates; the
-            feature ``similarity`` is taken on ``z``.
+        hybrid: ``z = concat(lambda * f / std(f), (1 - lambda) * u)`` with ``std``
+            (Bessel-corrected) over all scored channels and all points of the padded grid of
+            one sample (clamped at 1e-12), ``u`` the coordinates of every point of the padded
+            grid (``integer``: its index on each axis of the padded grid; ``normalized``: as
+            above), without kernel scaling; the feature ``similarity`` is taken on ``z``.
+        Coordinate channels (``coord_encoding``): ``linspace(-1, 1)`` over each axis of the
+            *unpadded* grid (0 on an axis of length 1), zero at padded points; ``score``/
+            ``both`` append them to the scored features (feature and hybrid bases),
+            ``aggregate``/``both`` to the values.
+        Scores follow these formulas in IEEE arithmetic: a NaN feature makes its scores NaN,
+            an infinite one makes them what the formula gives (docs/semantics.md).
 
     Candidates ``Cand(i)``
-        ``all``: every token (position basis: every point of the query's dilation lattice in
-            the padded grid). ``random``: ``num_candidates`` tokens, drawn once per call and
+        ``all``: every token of the padded grid (position basis: every point of the query's
+            dilation lattice). ``random``: ``num_candidates`` tokens, drawn once per call and
             shared by every query and every sample of the batch:
             ``torch.randperm(N, generator=generator)[:num_candidates]`` on the CPU, then sorted
-            ascending; a generator is required. ``grid``: ``num_candidates`` points per axis at
-            ``round(linspace(margin, L - 1 - margin, num_candidates))``, deduplicated, shared
-            by every query. A boolean mask (attention: causal, key padding) may remove more.
+            ascending; a generator is required. ``grid``: ``num_candidates`` points per axis,
+            deduplicated, shared by every query: with ``grid_rounding="round"``
+            ``torch.linspace(margin, L - 1 - margin, num_candidates, dtype=torch.float64)``
+            rounded by ``torch.round`` (halves to even); with ``grid_rounding="truncate"`` (the
+            research code's convention) the same ``linspace`` computed in float32 and truncated
+            toward zero (``.long()``), its float32 rounding included. Random and grid
+            candidates admit no padding. A boolean mask (attention: causal, key padding) may
+            remove more.
 
     Step 2, select ``N_k(i)``
-        The ``k`` candidates of largest score. Tie rule: among equal scores the candidate with
-        the lower index (position in the candidate list) ranks first. ``self_slot="forced"``
-        puts the query's own token in slot 0 whatever its score (stride 1, no padding, same
-        token set) and fills slots 1..k-1 with the best other candidates. Slots are ordered by
-        ``rank`` (descending score, tie rule) or by ``offset`` (position basis: the candidate's
-        position minus the query's, lexicographic; this maps slot t to conv tap t). A query
-        with fewer than ``k`` allowed candidates (masks) leaves its last slots empty: they
-        weigh zero. k larger than the candidate set itself is an error.
+        The ``k`` candidates of largest score (``k=None``: every candidate; sum kernel,
+        feature or hybrid basis). Ranking: NaN first, then +inf, the numbers in descending
+        order, -inf. Tie rule: among equal scores (NaN with NaN too) the candidate with the
+        lower index (position in the candidate list) ranks first. ``self_slot="forced"`` puts
+        the query's own token (the real token at the query's position) in slot 0 whatever its
+        score or mask (stride 1; no padding in the position basis) and fills slots 1..k-1 with
+        the best other candidates. Slots are ordered by ``rank`` (ranking and tie rule) or by
+        ``offset`` (position basis: the candidate's position minus the query's,
+        lexicographic; this maps slot t to conv tap t). A query with fewer than ``k`` allowed
+        candidates (masks) leaves its last slots empty: they contribute nothing. k larger than
+        the candidate set itself is an error.
 
-    Step 3, aggregate ``y_i = b + sum_t A_t (rho_t v_{n_t(i)})``
-        ``rho``: ``ones``; ``softmax`` of ``rho_scale * s`` over the query's non-empty slots;
+    Step 3, aggregate ``y_i = b + sum_t A_t (rho_t v_{n_t(i)})`` over the filled slots
+        ``rho``: ``ones``; ``softmax`` of ``rho_scale * s`` over the query's non-empty slots
+        (``torch.softmax``: a NaN or +inf score among them makes the row NaN, all -inf too);
         ``scores``: the raw selected scores. A query with no non-empty slot gets ``y_i = b``.
+        A value outside the filled slots never enters ``y_i``, not even as 0 times NaN.
         ``kernel``: ``full``, weight ``(C_out, C_in, k)``, ``A_t = weight[:, :, t]``;
         ``grouped``, weight ``(C_out, C_in/groups, k)`` as in ``nn.Conv1d(groups=...)``
         (``groups = C_in`` is depthwise; ``C_out/C_in`` its channel multiplier); ``sum``, no
@@ -114,6 +142,10 @@ class ConvNNConfig:
         ``nn.Conv1d(C_in, C_out, kernel_size=k, stride=k, groups=groups).weight``: gathering
         the neighbours into a length ``N*k`` sequence and applying that Conv1d is the same
         function (`convnn_ref.aggregate.aggregate_as_conv1d`).
+
+    Every field is validated here (types, ranges, combinations); integers accept anything
+    ``operator.index`` takes and are stored as plain ints. Checks that need the input (k
+    against the candidates, channels against groups) happen when the input arrives.
     """
 
     k: int | None
@@ -128,6 +160,7 @@ class ConvNNConfig:
     candidates: CandidateKind = "all"
     num_candidates: int | None = None
     grid_margin: int = 0
+    grid_rounding: GridRounding = "round"
     self_slot: SelfSlot = "candidate"
     slot_order: SlotOrder = "rank"
     rho: Rho = "ones"
@@ -182,8 +215,6 @@ class ConvNNConfig:
             raise ValueError(f"num_candidates is only used with candidates='random' or 'grid', got candidates={self.candidates!r}")
         has_padding = any(lo or hi for lo, hi in _padding_pairs(self.padding))
         if self.basis != "position":
-            if has_padding:
-                raise ValueError(f"padding is only defined for basis='position', got basis={self.basis!r}, padding={self.padding!r}")
             if any(v != 1 for v in _as_tuple(self.dilation, "dilation")):
                 raise ValueError(f"dilation is only defined for basis='position', got dilation={self.dilation!r}")
             if self.slot_order == "offset":
@@ -195,8 +226,10 @@ class ConvNNConfig:
         if self.self_slot == "forced":
             if self.slot_order != "rank":
                 raise ValueError("self_slot='forced' needs slot_order='rank'")
-            if has_padding or any(v != 1 for v in _as_tuple(self.stride, "stride")):
-                raise ValueError("self_slot='forced' needs stride 1 and no padding (every query must be a token)")
+            if any(v != 1 for v in _as_tuple(self.stride, "stride")):
+                raise ValueError(f"self_slot='forced' needs stride 1 (every token a query), got stride={self.stride!r}")
+            if has_padding and self.basis == "position":
+                raise ValueError("self_slot='forced' admits no padding in the position basis (a query may sit on a padded point)")
 
     def _set(self, name: str, value: object) -> None:
         object.__setattr__(self, name, value)

@@ -138,26 +138,26 @@ def _feature_call(
     bias: torch.Tensor | None = None,
 ) -> TokenCall:
     """Steps 1 and 2 of the feature and hybrid bases, prepared: token-major scoring features of
-    the queries ``(B, Nq, D)`` and of every token ``(B, N, D)``, values ``(B, N, C')`` (without
-    coordinate channels the features and the values share one view of x), and the selection
-    rule. The output is channels-first."""
+    the queries ``(B, Nq, D)`` and of every token of the padded grid ``(B, N, D)``, values
+    ``(B, N, C')`` (without coordinate channels the features and the values share one view of
+    the padded input), and the selection rule. The output is channels-first."""
     b, c = x.shape[:2]
-    tokens = x.reshape(b, c, -1).transpose(1, 2)  # a view: gathers read x in place
+    padded = positions.zero_pad(x, geometry.padding)
+    tokens = padded.reshape(b, c, -1).transpose(1, 2)  # a view: gathers read the input in place
     coords = None
-    if config.coord_encoding != "none":
+    if config.coord_encoding != "none":  # the unpadded grid's channels, zero at padded points
         grid = positions.coordinate_channels(geometry.spatial, x.device, x.dtype)
+        grid = positions.zero_pad(grid[None], geometry.padding)[0]
         coords = grid.reshape(geometry.ndim, -1).T.expand(b, -1, -1)
     values = torch.cat([tokens, coords], dim=-1) if coords is not None and config.coord_encoding in ("aggregate", "both") else tokens
     f = torch.cat([tokens, coords], dim=-1) if coords is not None and config.coord_encoding in ("score", "both") else tokens
     if config.basis == "hybrid":
-        u = positions.to_coordinates(positions.grid_indices(geometry.spatial, x.device), geometry, config.coordinates)
+        u = positions.grid_coordinates(geometry, config.coordinates, x.device)
         f = scores.hybrid_embedding(f, u, config.hybrid_lambda)
-    own = query_index = None
-    if config.self_slot == "forced" or geometry.out != geometry.spatial:
-        query_index = positions.query_tokens(geometry, x.device)
-        if config.self_slot == "forced":
-            own = query_index
-    queries = f[:, query_index] if geometry.out != geometry.spatial else f
+    subset = geometry.out != geometry.padded  # strided or padded: the queries are some tokens
+    query_index = positions.query_tokens(geometry, x.device) if subset or config.self_slot == "forced" else None
+    queries = f[:, query_index] if subset else f
+    own = query_index if config.self_slot == "forced" else None
     rule = select.selection_rule(
         config, f.shape[1], candidates=candidate_subset(config, geometry.spatial, x.device, generator), own=own
     )

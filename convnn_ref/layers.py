@@ -70,6 +70,11 @@ class _ConvNNNd(nn.Module):
         self.pre_padding: tuple[int, ...] = ()
         if padding_mode != "zeros":
             pairs = padding_per_axis(config.padding, d)
+            if config.basis != "position" and any(lo or hi for lo, hi in pairs):
+                raise NotImplementedError(
+                    f"padding_mode={padding_mode!r} with basis={config.basis!r} is not supported: the feature and "
+                    "hybrid bases take padded points as zero candidates (padding_mode='zeros')"
+                )
             for lo, hi in reversed(pairs):
                 self.pre_padding += (lo, hi)
             config = config.replace(padding=0)

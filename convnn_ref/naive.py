@@ -1,4 +1,4 @@
-"""The independent oracle: a deliberately naive implementation of ConvNN (SPEC §1).
+"""The independent oracle: a deliberately naive implementation of ConvNN (`ConvNNConfig`).
 
 This module is the gold for every configuration that has no PyTorch twin (cosine selection,
 random or grid candidates, hybrid scores, ...). It follows the `ConvNNConfig` docstring line by
@@ -21,9 +21,15 @@ Conventions (the readings this oracle takes where the docstring leaves a choice)
   axes, 0 on a length-1 axis and 0 at padded points. 'score'/'both' appends them to the features
   wherever features are scored (feature and hybrid bases); the position basis ignores them for
   scoring. 'aggregate'/'both' appends them to the values.
-* Hybrid: ``std`` is ``torch.std`` (Bessel-corrected) over all scored channels and tokens of one
-  sample, clamped at 1e-12 (a single value counts as std 0). ``u`` are the coordinates of
-  ``config.coordinates`` without kernel scaling.
+* Feature and hybrid bases with padding: every padded point is a candidate with zero features;
+  the queries are the real tokens (padded index ``o*stride + lo``); the output has the real
+  query grid's shape.
+* Hybrid: ``std`` is ``torch.std`` (Bessel-corrected) over all scored channels and all points of
+  the padded grid of one sample, clamped at 1e-12 (a single value counts as std 0). ``u`` are the
+  coordinates of ``config.coordinates`` over the padded grid (integer: the padded index),
+  without kernel scaling.
+* Ranking: NaN first, then descending score (+inf, numbers, -inf); ties, NaN with NaN too, to
+  the lower candidate index.
 * Random and grid candidates are also restricted to the query's dilation lattice (position
   basis); with dilation 1 this is no restriction.
 * ``self_slot='forced'``: the query's own token is the token at the query's position (feature and
@@ -208,10 +214,12 @@ def naive_convnn(
     _check_bias(bias, c_out)
 
     # Queries: output multi-index o, query position in padded indices, and its own token (if any).
+    # Position basis: windows over the padded grid. Feature and hybrid: the real tokens at
+    # positions o*stride of the unpadded grid (padded index o*stride + lo).
     if position:
         out_size = tuple((length[a] - dil[a] * (ksize[a] - 1) - 1) // stride[a] + 1 for a in range(d))
     else:
-        out_size = tuple((length[a] - 1) // stride[a] + 1 for a in range(d))
+        out_size = tuple((size[a] - 1) // stride[a] + 1 for a in range(d))
     if any(n < 1 for n in out_size):
         raise ValueError(f"the input {size} padded by {pad} is smaller than the dilated kernel {ksize}")
     queries = []
@@ -220,7 +228,7 @@ def naive_convnn(
         if position:
             centre = tuple(start[a] + dil[a] * (ksize[a] - 1) / 2 for a in range(d))
         else:
-            centre = tuple(float(s) for s in start)
+            centre = tuple(float(start[a] + lo[a]) for a in range(d))
         own = None
         if config.self_slot == "forced":
             if any(ct != int(ct) for ct in centre):
@@ -242,7 +250,10 @@ def naive_convnn(
             m = config.grid_margin
             if 2 * m > length[a] - 1:
                 raise ValueError(f"grid_margin={m} leaves no room on an axis of length {length[a]}")
-            pts = torch.linspace(m, length[a] - 1 - m, config.num_candidates, dtype=torch.float64).round()
+            if config.grid_rounding == "round":
+                pts = torch.linspace(m, length[a] - 1 - m, config.num_candidates, dtype=torch.float64).round().tolist()
+            else:  # "truncate": float32 linspace, truncated toward zero
+                pts = [math.trunc(v) for v in torch.linspace(m, length[a] - 1 - m, config.num_candidates, dtype=torch.float32).tolist()]
             per_axis_pts.append(sorted({int(v) for v in pts}))
         base = [index_of[p] for p in itertools.product(*per_axis_pts)]
 
@@ -267,7 +278,7 @@ def naive_convnn(
             return -du_t.abs().amax(dim=-1)
         return -torch.sqrt((du_t**2).sum(-1))
 
-    # Hybrid coordinates u (real grid: the hybrid basis has no padding).
+    # Hybrid coordinates u of every padded point: its padded index, or normalized over the padded axis.
     u_rows = [
         [float(p[a]) if config.coordinates == "integer" else _normalized(p[a], length[a]) for a in range(d)]
         for p in points

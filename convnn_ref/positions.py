@@ -133,17 +133,16 @@ def coordinate_steps(geometry: Geometry, coordinates: str) -> tuple[float, ...]:
     return tuple(2.0 / (n - 1) if n > 1 else 0.0 for n in geometry.padded)
 
 
-def to_coordinates(positions: torch.Tensor, geometry: Geometry, coordinates: str) -> torch.Tensor:
-    """Map integer (or half-integer) positions ``(..., d)`` to the configured coordinates:
-    unchanged for ``integer``; affinely onto ``[-1, 1]`` over the padded axis for
-    ``normalized``. Returns float64."""
-    positions = positions.to(torch.float64)
+def grid_coordinates(geometry: Geometry, coordinates: str, device: torch.device | None = None) -> torch.Tensor:
+    """Coordinates ``(N_padded, d)`` float64 of every point of the padded grid, row-major, as the
+    hybrid basis embeds them: ``integer``, the point's index on each axis of the padded grid;
+    ``normalized``, each padded axis mapped affinely onto ``[-1, 1]`` (0 on a length-1 axis)."""
+    index = grid_indices(geometry.padded, device).to(torch.float64)
     if coordinates == "integer":
-        return positions
-    lo = torch.tensor([p[0] for p in geometry.padding], dtype=torch.float64, device=positions.device)
-    steps = torch.tensor(coordinate_steps(geometry, coordinates), dtype=torch.float64, device=positions.device)
-    origin = torch.tensor([-1.0 if n > 1 else 0.0 for n in geometry.padded], dtype=torch.float64, device=positions.device)
-    return origin + (positions + lo) * steps
+        return index
+    steps = torch.tensor(coordinate_steps(geometry, coordinates), dtype=torch.float64, device=device)
+    origin = torch.tensor([-1.0 if n > 1 else 0.0 for n in geometry.padded], dtype=torch.float64, device=device)
+    return origin + index * steps
 
 
 def coordinate_channels(spatial: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -159,16 +158,23 @@ def coordinate_channels(spatial: tuple[int, ...], device: torch.device, dtype: t
     return torch.stack(mesh, dim=0).to(dtype)
 
 
-def grid_subset(spatial: tuple[int, ...], per_axis_count: int, margin: int, device: torch.device | None = None) -> torch.Tensor:
-    """Row-major token indices of a regular subgrid: on each axis the points
-    ``round(linspace(margin, L-1-margin, per_axis_count))``, deduplicated. Returns ``(M,)`` int64."""
+def grid_subset(
+    spatial: tuple[int, ...], per_axis_count: int, margin: int, rounding: str = "round", device: torch.device | None = None
+) -> torch.Tensor:
+    """Row-major token indices of a regular subgrid: on each axis the points of
+    ``linspace(margin, L-1-margin, per_axis_count)``, deduplicated: ``rounding='round'`` in
+    float64 and ``torch.round``; ``'truncate'`` in float32 and truncated toward zero (the
+    research code's ``linspace(...).long()``). Returns ``(M,)`` int64."""
     axis_points = []
     for n in spatial:
         lo, hi = margin, n - 1 - margin
         if hi < lo:
             raise ValueError(f"grid_margin={margin} leaves no point on an axis of length {n}")
-        pts = torch.linspace(lo, hi, per_axis_count, dtype=torch.float64).round().to(torch.int64).unique()
-        axis_points.append(pts.to(device))
+        if rounding == "truncate":
+            pts = torch.linspace(lo, hi, per_axis_count, dtype=torch.float32).long()
+        else:
+            pts = torch.linspace(lo, hi, per_axis_count, dtype=torch.float64).round().to(torch.int64)
+        axis_points.append(pts.unique().to(device))
     mesh = torch.meshgrid(*axis_points, indexing="ij")
     index = torch.zeros_like(mesh[0])
     for axis, m in enumerate(mesh):

@@ -47,6 +47,7 @@ def position_plan(
         config.candidates,
         config.num_candidates,
         config.grid_margin,
+        config.grid_rounding,
         str(device),
     )
     plan = _plan_cache.get(key)

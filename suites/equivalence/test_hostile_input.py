@@ -76,6 +76,7 @@ CASES = [
     Bad("kernel-scaled-int", lambda: ConvNNConfig(k=1, kernel_scaled=1), TypeError, r"kernel_scaled", r"bool"),  # type: ignore[arg-type]
     Bad("choice-unknown", lambda: ConvNNConfig(k=1, similarity="cos"), ValueError, r"similarity", r"not one of"),  # type: ignore[arg-type]
     Bad("choice-list", lambda: ConvNNConfig(k=1, basis=["feature"]), ValueError, r"basis", r"not one of"),  # type: ignore[arg-type]
+    Bad("grid-rounding-unknown", lambda: ConvNNConfig(k=1, grid_rounding="floor"), ValueError, r"grid_rounding", r"not one of"),  # type: ignore[arg-type]
     # --- ConvNNConfig: combinations
     Bad("dilation-feature", lambda: ConvNNConfig(k=1, dilation=2), ValueError, r"dilation", r"basis='position'"),
     Bad("offset-feature", lambda: ConvNNConfig(k=1, slot_order="offset"), ValueError, r"slot_order", r"basis='position'"),
@@ -138,6 +139,7 @@ CASES = [
     Bad("layer-channels", lambda: cr.ConvNN2d(0, 2, ConvNNConfig(k=2)), ValueError, r"in_channels", r">= 1"),
     Bad("layer-config", lambda: cr.ConvNN2d(2, 2, "k=2"), TypeError, r"config", r"ConvNNConfig"),  # type: ignore[arg-type]
     Bad("layer-padding-mode", lambda: cr.ConvNN2d(2, 2, ConvNNConfig(k=2), padding_mode="mirror"), ValueError, r"padding_mode", r"not one of"),
+    Bad("layer-padding-mode-feature", lambda: cr.ConvNN1d(2, 2, ConvNNConfig(k=2, padding=1), padding_mode="reflect"), NotImplementedError, r"padding_mode='reflect'", r"not supported"),
     Bad("layer-huge-k", lambda: cr.ConvNN2d(4, 4, ConvNNConfig(k=10**9)), ValueError, r"\bk=1000000000\b", r"more than the \d+ a layer allocates"),
     Bad("layer-x-channels", lambda: cr.ConvNN1d(3, 3, ConvNNConfig(k=2)).double()(X), ValueError, r"\bx\b", r"in_channels=3"),
     Bad("layer-x-rank", lambda: cr.ConvNN2d(2, 2, ConvNNConfig(k=2)).double()(X), ValueError, r"\bx\b", r"rank 4"),
