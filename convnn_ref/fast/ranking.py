@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from convnn_ref import aggregate, scores
+from convnn_ref.config import ConvNNConfig
 
 
 def rank_keys(keys: torch.Tensor, similarity: str) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -60,30 +61,32 @@ def exact_where_nonfinite(
     block: torch.Tensor,
     queries: torch.Tensor,
     keys: torch.Tensor,
-    bad_queries: torch.Tensor | None,
-    bad_keys: torch.Tensor | None,
-    similarity: str,
-    scale: float | None,
+    bad: tuple[torch.Tensor | None, torch.Tensor | None],
+    config: ConvNNConfig,
     budget: int,
 ) -> torch.Tensor:
     """``block`` ``(B, c, M)`` of fast scores (rank scores, or expanded euclidean) with the rows
     of non-finite queries and the columns of non-finite keys recomputed by the formula itself
     (`scores.paired_feature_scores`), so that NaN, +inf and -inf land where the formula puts
-    them. Such a score is never finite, so the block still ranks like the exact scores.
-    queries ``(B, c, D)``, keys ``(B, M, D)``; bad_*: from `nonfinite_tokens`, or None."""
-    d = queries.shape[-1]
-    if bad_queries is not None and bool(bad_queries.any()):
-        b_idx, i_idx = bad_queries.nonzero(as_tuple=True)
-        step = max(1, budget // max(1, keys.shape[1] * d * keys.element_size()))
-        for s in range(0, b_idx.shape[0], step):
-            b_s, i_s = b_idx[s : s + step], i_idx[s : s + step]
-            exact = scores.paired_feature_scores(queries[b_s, i_s][:, None, :], keys[b_s], similarity, scale)
-            block[b_s, i_s] = exact.to(block.dtype)
-    if bad_keys is not None and bool(bad_keys.any()):
-        b_idx, j_idx = bad_keys.nonzero(as_tuple=True)
-        step = max(1, budget // max(1, queries.shape[1] * d * queries.element_size()))
-        for s in range(0, b_idx.shape[0], step):
-            b_s, j_s = b_idx[s : s + step], j_idx[s : s + step]
-            exact = scores.paired_feature_scores(queries[b_s], keys[b_s, j_s][:, None, :], similarity, scale)
-            block[b_s, :, j_s] = exact.to(block.dtype)
-    return block
+    them. Such a score is never finite, so the block still ranks like the exact scores; its
+    finite entries (and autograd's graph through them) are the block's own.
+    queries ``(B, c, D)``, keys ``(B, M, D)``; bad: ``(queries (B, c), keys (B, M))`` from
+    `nonfinite_tokens`, each None when all finite."""
+    with torch.no_grad():
+        exact = block.detach().clone()
+        queries, keys = queries.detach(), keys.detach()
+        for axis, flags in enumerate(bad):
+            if flags is None or not bool(flags.any()):
+                continue
+            b_idx, t_idx = flags.nonzero(as_tuple=True)
+            other = keys if axis == 0 else queries  # a query row spans the keys, a key column the queries
+            step = max(1, budget // max(1, other.shape[1] * other.shape[2] * other.element_size()))
+            for s in range(0, b_idx.shape[0], step):
+                b_s, t_s = b_idx[s : s + step], t_idx[s : s + step]
+                if axis == 0:
+                    q, k = queries[b_s, t_s][:, None, :], keys[b_s]
+                    exact[b_s, t_s] = scores.paired_feature_scores(q, k, config.similarity, config.scale).to(block.dtype)
+                else:
+                    q, k = queries[b_s], keys[b_s, t_s][:, None, :]
+                    exact[b_s, :, t_s] = scores.paired_feature_scores(q, k, config.similarity, config.scale).to(block.dtype)
+    return torch.where(torch.isfinite(exact), block, exact)

@@ -105,7 +105,8 @@ def dense_route(call: TokenCall) -> torch.Tensor:
         keep = None
         s = _scaled_query_scores(qn_c, kn_, config) if keep_all else scores.pairwise_feature_scores(qn_c, kn_, config.similarity, config.scale)
         if bad_q is not None or bad_k is not None:
-            s = _exact_where_nonfinite(s, call.queries[:, start:stop], keys, bad_q, bad_k, start, stop, call)
+            rows = None if bad_q is None else bad_q[:, start:stop]
+            s = exact_where_nonfinite(s, call.queries[:, start:stop], keys, (rows, bad_k), config, call.budget)
         if not keep_all:
             part = None if allowed is None else allowed[:, start:stop]
             keep = select.selected_mask(s.detach(), in_columns, slice(start, stop), allowed=part)
@@ -152,37 +153,11 @@ def _selections(call: TokenCall) -> Iterator[tuple[int, int, Neighbours]]:
         with torch.no_grad():
             s = rank_scores(call.queries[:, start:stop].detach(), ranked, stats, config.similarity)
             if bad_q is not None or bad_k is not None:
-                s = _exact_where_nonfinite(s, call.queries[:, start:stop].detach(), keys, bad_q, bad_k, start, stop, call)
+                rows = None if bad_q is None else bad_q[:, start:stop]
+                s = exact_where_nonfinite(s, call.queries[:, start:stop], keys, (rows, bad_k), config, call.budget)
             part = None if allowed is None else allowed[:, start:stop]
             nb = select.select(s, rule, slice(start, stop), allowed=part)
         yield start, stop, nb
-
-
-def _exact_where_nonfinite(
-    block: torch.Tensor,
-    queries: torch.Tensor,
-    keys: torch.Tensor,
-    bad_q: torch.Tensor | None,
-    bad_k: torch.Tensor | None,
-    start: int,
-    stop: int,
-    call: TokenCall,
-) -> torch.Tensor:
-    """The chunk ``start:stop`` of a score block with the scores of non-finite tokens exact."""
-    with torch.no_grad():
-        exact = exact_where_nonfinite(
-            block.detach().clone(),
-            queries.detach(),
-            keys.detach(),
-            None if bad_q is None else bad_q[:, start:stop],
-            bad_k,
-            call.config.similarity,
-            call.config.scale,
-            call.budget,
-        )
-    # Keep autograd's graph (the dense route differentiates the block): swap the values only
-    # where they differ in kind; finite scores stay the block's own.
-    return torch.where(torch.isfinite(exact), block, exact)
 
 
 def _selected_scores(queries: torch.Tensor, keys: torch.Tensor, index: torch.Tensor, config: ConvNNConfig) -> torch.Tensor:
