@@ -1,8 +1,12 @@
 """convnn-ref: the reference ConvNN (Convolutional Nearest Neighbors).
 
-Score every candidate, select the k best, aggregate them (SPEC §1). Position scores recover
-convolution exactly (`from_conv`), scaled dot products recover attention (`from_multihead_attention`,
+Score every candidate, select the k best, aggregate them (`ConvNNConfig` holds every knob and,
+in its docstring, the semantics). Position scores recover convolution exactly (`from_conv`),
+scaled dot products recover attention (`from_multihead_attention`,
 `scaled_dot_product_attention`) and, with k < N, KVT attention (`kvt_config`).
+
+The conventions at the edges and the routes of the implementation: docs/semantics.md; the
+module layout and its rules: DESIGN.md; what test suites may use: `convnn_ref.testing`.
 """
 
 from convnn_ref.aggregate import aggregate_as_conv1d, apply_kernel, gather_neighbours, rho_weights

@@ -1,4 +1,4 @@
-"""Every knob of a ConvNN layer (SPEC §2) in one validated, immutable dataclass.
+"""Every knob of a ConvNN layer in one validated, immutable dataclass.
 
 `ConvNNConfig` is the contract between the reference path (`functional.py`), the naive
 oracle (`naive.py`), the layers and the suites. Its docstring is the semantics; the code

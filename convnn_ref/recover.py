@@ -1,7 +1,8 @@
-"""Exact constructors (SPEC §3): ConvNN configurations and layers that *are* PyTorch's
-convolution and attention, up to floating-point summation order.
+"""Exact constructors: ConvNN configurations and layers that *are* PyTorch's convolution and
+attention, up to floating-point summation order (the conditions and their traps:
+docs/semantics.md, "Exact recovery").
 
-- `conv_config` / `from_conv`: ``nn.Conv1d/2d/3d`` (§3.1, §3.2). Exact for every kernel
+- `conv_config` / `from_conv`: ``nn.Conv1d/2d/3d`` and depthwise convolution. Exact for every kernel
   (odd, even, non-square), input shape, stride, padding (int, tuple, 'valid', 'same'),
   dilation, groups and padding mode, under the default ``convention='exact'``: integer
   positions, Chebyshev distance with each axis scaled by ``dilation*K/2``, queries at the
@@ -11,7 +12,7 @@ convolution and attention, up to floating-point summation order.
   kernels on inputs whose padded axes have near-equal spacing; it misses at 7x7 (the Euclidean
   ball is a disc) and on a 4x10 input (normalized coordinates are anisotropic). Kept so that
   the trap can be tested, not used.
-- `from_multihead_attention`: ``nn.MultiheadAttention`` (§3.3); `scaled_dot_product_attention`:
+- `from_multihead_attention`: ``nn.MultiheadAttention``; `scaled_dot_product_attention`:
   the functional twin of ``F.scaled_dot_product_attention``.
 """
 
