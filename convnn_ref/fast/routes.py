@@ -50,7 +50,7 @@ def _dense_applies(call: TokenCall) -> bool:
         return False  # an own token outside the candidates: the gather route handles it
     if _keeps_everything(call):
         return True
-    return bool(torch.isfinite(call.rule.columns(call.values)).all())
+    return nonfinite_tokens(call.rule.columns(call.values)) is None
 
 
 def _keeps_everything(call: TokenCall) -> bool:
