@@ -34,10 +34,6 @@ class Geometry:
     def ndim(self) -> int:
         return len(self.spatial)
 
-    @property
-    def has_padding(self) -> bool:
-        return any(lo or hi for lo, hi in self.padding)
-
 
 def resolve_geometry(config: ConvNNConfig, spatial: tuple[int, ...]) -> Geometry:
     """Per-axis kernel, stride, dilation, padding and the query grid for ``spatial``.
