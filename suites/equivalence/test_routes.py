@@ -22,7 +22,7 @@ from convnn_ref.testing import naive_attention, naive_convnn
 
 F64 = torch.float64
 NAN, INF = float("nan"), float("inf")
-SPECIALS = (NAN, INF, -INF)
+NONFINITE = (NAN, INF, -INF)
 
 
 @st.composite
@@ -32,7 +32,7 @@ def tensors(draw: st.DrawFn, shape: tuple[int, ...], special: bool) -> torch.Ten
     values = draw(st.lists(st.integers(-2, 2), min_size=n, max_size=n))
     t = torch.tensor(values, dtype=F64).reshape(shape)
     if special and n:
-        spots = draw(st.lists(st.tuples(st.integers(0, n - 1), st.sampled_from(SPECIALS)), min_size=1, max_size=3))
+        spots = draw(st.lists(st.tuples(st.integers(0, n - 1), st.sampled_from(NONFINITE)), min_size=1, max_size=3))
         flat = t.reshape(-1)
         for i, v in spots:
             flat[i] = v
