@@ -1,13 +1,17 @@
 """convnn-ref: the reference ConvNN (Convolutional Nearest Neighbors).
 
-Score every candidate, select the k best, aggregate them (SPEC §1). Position scores recover
-convolution exactly (`from_conv`), scaled dot products recover attention (`from_multihead_attention`,
+Score every candidate, select the k best, aggregate them (`ConvNNConfig` holds every knob and,
+in its docstring, the semantics). Position scores recover convolution exactly (`from_conv`),
+scaled dot products recover attention (`from_multihead_attention`,
 `scaled_dot_product_attention`) and, with k < N, KVT attention (`kvt_config`).
+
+The conventions at the edges and the routes of the implementation: docs/semantics.md; the
+module layout and its rules: DESIGN.md; what test suites may use: `convnn_ref.testing`.
 """
 
 from convnn_ref.aggregate import aggregate_as_conv1d, apply_kernel, gather_neighbours, rho_weights
 from convnn_ref.config import ConvNNConfig
-from convnn_ref.functional import Neighbours, attention_neighbours, convnn, convnn_attention, neighbours, position_table
+from convnn_ref.functional import attention_neighbours, convnn, convnn_attention, neighbours, position_table
 from convnn_ref.kvt import KVTAttention, kvt_attention, kvt_config
 from convnn_ref.layers import (
     BranchingConvNN,
@@ -20,6 +24,7 @@ from convnn_ref.layers import (
     convnn_layer,
 )
 from convnn_ref.recover import conv_config, from_conv, from_multihead_attention, scaled_dot_product_attention
+from convnn_ref.select import Neighbours
 
 __all__ = [
     "BranchingConvNN",

@@ -1,4 +1,5 @@
-"""Step 3 of ConvNN: rho weights, gathering by index, and the aggregation kernels.
+"""Step 3 of ConvNN: rho weights, gathering by index, and the aggregation kernels
+(`ConvNNConfig`, "Step 3").
 
 Layout: values are token-major ``(B, M, C)``; neighbours are gathered by index into
 ``(B, Nq, k, C)`` (never by expanding values to ``(B, C, N, k)``), and the full/grouped
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from convnn_ref.config import ConvNNConfig
 
 
 def rho_weights(scores: torch.Tensor, valid: torch.Tensor | None, rho: str, rho_scale: float = 1.0) -> torch.Tensor:
@@ -23,7 +26,7 @@ def rho_weights(scores: torch.Tensor, valid: torch.Tensor | None, rho: str, rho_
     if rho == "scores":
         return scores if valid is None else scores.masked_fill(~valid, 0.0)
     if rho == "softmax":
-        logits = rho_scale * scores
+        logits = scores if rho_scale == 1.0 else rho_scale * scores
         if valid is None:
             return torch.softmax(logits, dim=-1)
         logits = logits.masked_fill(~valid, float("-inf"))
@@ -34,22 +37,42 @@ def rho_weights(scores: torch.Tensor, valid: torch.Tensor | None, rho: str, rho_
 
 def gather_neighbours(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """values ``(B, M, C)``, index ``(B, Nq, k)`` or ``(Nq, k)`` (shared by the batch), int64
-    into M -> ``(B, Nq, k, C)``.
-
-    Token-major values: one ``index_select`` on the flattened ``(B*M, C)`` rows (an order of
-    magnitude faster on CPU than advanced indexing). A channels-first tensor seen token-major
-    (``x.reshape(B, C, M).transpose(1, 2)``) is gathered in place along M instead, so the
-    caller never copies the whole input into a token-major layout.
-    """
+    into M -> ``(B, Nq, k, C)``: one ``index_select`` on the flattened ``(B*M, C)`` rows."""
     b, m, c = values.shape
     nq, k = index.shape[-2:]
-    if values.stride(1) == 1 and values.stride(2) == m and not values.is_contiguous():
-        flat = index.reshape(-1 if index.dim() == 3 else 1, 1, nq * k).expand(b, c, nq * k)
-        picked = torch.gather(values.transpose(1, 2), 2, flat)  # (B, C, Nq*k)
-        return picked.reshape(b, c, nq, k).permute(0, 2, 3, 1)
     offsets = torch.arange(0, b * m, m, device=values.device)[:, None, None]
     flat = (index + offsets).reshape(-1)
     return values.reshape(b * m, c).index_select(0, flat).reshape(b, nq, k, c)
+
+
+def aggregate(
+    neighbours: torch.Tensor,
+    score: torch.Tensor | None,
+    valid: torch.Tensor | None,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    config: ConvNNConfig,
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    """Step 3, ``y = b + sum_t A_t (rho_t v_t)`` over the filled slots.
+
+    neighbours ``(B, Nq, k, C)`` gathered values; score ``(B|1, Nq, k)`` the selected scores
+    (None when rho is 'ones'); valid bool like score or None (every slot filled): an empty slot
+    contributes exactly nothing. ``dropout_p`` drops rho weights with torch's global RNG.
+    Returns ``(B, Nq, C_out)``.
+    """
+    w = None
+    if config.rho != "ones":
+        assert score is not None
+        w = rho_weights(score.to(neighbours.dtype), valid, config.rho, config.rho_scale)
+    if dropout_p > 0:
+        w = F.dropout(torch.ones(neighbours.shape[:-1], dtype=neighbours.dtype, device=neighbours.device) if w is None else w, dropout_p)
+    if w is not None:
+        neighbours = neighbours * w[..., None]
+    if valid is not None:
+        # An empty slot contributes nothing, not 0 times its (possibly infinite or NaN) value.
+        neighbours = neighbours.masked_fill(~valid[..., None], 0.0)
+    return apply_kernel(neighbours, weight, bias, config.kernel, config.groups)
 
 
 def kernel_matrix(weight: torch.Tensor) -> torch.Tensor:

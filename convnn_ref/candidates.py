@@ -1,4 +1,5 @@
-"""Candidate sets shared by every query: a random draw or a regular subgrid (SPEC §2).
+"""Candidate sets shared by every query: a random draw or a regular subgrid (`ConvNNConfig`,
+"Candidates").
 
 `candidate_subset` returns token indices, ascending, or None for all tokens; masks (causal,
 key padding) and dilation lattices, which differ per query, are applied where scores are made.
@@ -31,16 +32,4 @@ def candidate_subset(
         if r > n:
             raise ValueError(f"num_candidates={r} is larger than the number of tokens N={n}")
         return torch.randperm(n, generator=generator)[:r].sort().values.to(device)
-    return positions.grid_subset(spatial, r, config.grid_margin, device)
-
-
-def self_columns(query_index: torch.Tensor | None, cand_index: torch.Tensor | None, m: int) -> torch.Tensor | None:
-    """Column of each query's own token in the candidate list, -1 when absent."""
-    if query_index is None:
-        return None
-    if cand_index is None:
-        return query_index
-    size = max(int(query_index.max()), int(cand_index.max())) + 1
-    lookup = torch.full((size,), -1, dtype=torch.int64, device=query_index.device)
-    lookup[cand_index] = torch.arange(m, device=query_index.device)
-    return lookup[query_index]
+    return positions.grid_subset(spatial, r, config.grid_margin, config.grid_rounding, device)

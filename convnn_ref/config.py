@@ -1,4 +1,4 @@
-"""Every knob of a ConvNN layer (SPEC §2) in one validated, immutable dataclass.
+"""Every knob of a ConvNN layer in one validated, immutable dataclass.
 
 `ConvNNConfig` is the contract between the reference path (`functional.py`), the naive
 oracle (`naive.py`), the layers and the suites. Its docstring is the semantics; the code
@@ -10,6 +10,9 @@ happens in `convnn_ref.validation` when the input arrives.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
+import operator
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -24,6 +27,7 @@ Rho = Literal["ones", "softmax", "scores"]
 Kernel = Literal["full", "grouped", "sum"]
 CoordEncoding = Literal["none", "score", "aggregate", "both"]
 Border = Literal["zeros", "in_bounds"]
+GridRounding = Literal["round", "truncate"]
 
 IntOrTuple = int | tuple[int, ...]
 Padding = int | tuple[int, ...] | tuple[tuple[int, int], ...]
@@ -40,6 +44,7 @@ _CHOICES: dict[str, object] = {
     "kernel": Kernel,
     "coord_encoding": CoordEncoding,
     "border": Border,
+    "grid_rounding": GridRounding,
 }
 
 
@@ -52,57 +57,83 @@ class ConvNNConfig:
         features ``f_i`` (C values) and integer position ``p_i`` (its index on each axis).
 
     Geometry (``kernel_size``, ``stride``, ``padding``, ``dilation``; ints broadcast to every axis)
-        ``padding`` (position basis only) extends each axis by ``lo``/``hi`` points whose
-        features are zero (``border="zeros"``); with ``border="in_bounds"`` padding must be 0
-        and only real tokens are candidates. ``padding`` may be an int, one int per axis, or
-        one ``(lo, hi)`` pair per axis (what ``padding='same'`` needs for even kernels).
+        ``padding`` extends each axis by ``lo``/``hi`` points whose features are zero
+        (``border="zeros"``): the *padded grid*, whose points are the candidate tokens, in
+        row-major order (an index into the token list is an index into the padded grid). With
+        ``border="in_bounds"`` padding must be 0 and only real tokens are candidates.
+        ``padding`` may be an int, one int per axis, or one ``(lo, hi)`` pair per axis (what
+        ``padding='same'`` needs for even kernels).
 
         Position basis: output index ``o`` on an axis of padded length ``L`` exists for
         ``o = 0 .. (L - dilation*(K-1) - 1) // stride``; its query sits at the window's centre
         ``c = o*stride - lo + dilation*(K-1)/2`` (a half-integer for even K), with
         ``K = kernel_size`` (1 when ``kernel_size`` is None). Candidates are restricted to the
         query's dilation lattice: points ``j`` with ``(j - (o*stride - lo)) % dilation == 0``.
-        Feature and hybrid bases: padding 0 and dilation 1; the queries are the tokens at
-        positions ``o*stride``, ``o = 0 .. (L-1)//stride``.
+
+        Feature and hybrid bases (dilation 1): the queries are the *real* tokens at positions
+        ``o*stride``, ``o = 0 .. (S_a - 1)//stride`` on an axis of real length ``S_a``; the
+        output has that query grid's shape whatever the padding. With padding the candidates
+        are every point of the padded grid: a padded point is a candidate token with zero
+        features (its cosine with any token is 0: norms are clamped), and the hybrid basis
+        takes its ``std`` and its coordinates over the padded grid (below).
 
     Step 1, score ``s_ij`` (larger is closer)
         position: ``-dist(u_i, u_j)`` with ``dist`` = ``metric`` (chebyshev: max over axes of
             ``|du|``; euclidean: ``sqrt(sum du^2)``) and ``u`` the coordinates: ``integer``
-            positions, or ``normalized`` ones (each axis of the padded grid mapped affinely onto
+            (the point's index on each axis of the padded grid; only differences matter here),
+            or ``normalized`` (each axis of the padded grid mapped affinely onto
             ``linspace(-1, 1)``, the research code's convention; an axis of length 1 maps to 0).
             With ``kernel_size`` set and ``kernel_scaled=True`` each axis difference is divided
             by ``dilation*K/2`` first (in the coordinate units), so the window is exactly the
-            set at scaled distance below 1 for every shape (SPEC §3.1, non-square kernels).
+            set at scaled distance below 1 for every shape (non-square and even kernels).
         feature: on features ``f`` (plus coordinate channels if ``coord_encoding`` is
             ``score``/``both``): cosine ``f_i.f_j / (|f_i||f_j|)`` (norms clamped at 1e-12),
             euclidean ``-|f_i - f_j|^2``, dot ``f_i.f_j``, scaled_dot ``f_i.f_j * scale`` with
             ``scale`` defaulting to ``1/sqrt(D)``.
-        hybrid: ``z = concat(lambda * f / std(f), (1 - lambda) * u)`` with ``std`` over all
-            channels and tokens of one sample (clamped at 1e-12), ``u`` the coordinates; the
-            feature ``similarity`` is taken on ``z``.
+        hybrid: ``z = concat(lambda * f / std(f), (1 - lambda) * u)`` with ``std``
+            (Bessel-corrected) over all scored channels and all points of the padded grid of
+            one sample (clamped at 1e-12), ``u`` the coordinates of every point of the padded
+            grid (``integer``: its index on each axis of the padded grid; ``normalized``: as
+            above), without kernel scaling; the feature ``similarity`` is taken on ``z``.
+        Coordinate channels (``coord_encoding``): ``linspace(-1, 1)`` over each axis of the
+            *unpadded* grid (0 on an axis of length 1), zero at padded points; ``score``/
+            ``both`` append them to the scored features (feature and hybrid bases),
+            ``aggregate``/``both`` to the values.
+        Scores follow these formulas in IEEE arithmetic: a NaN feature makes its scores NaN,
+            an infinite one makes them what the formula gives (docs/semantics.md).
 
     Candidates ``Cand(i)``
-        ``all``: every token (position basis: every point of the query's dilation lattice in
-            the padded grid). ``random``: ``num_candidates`` tokens, drawn once per call and
+        ``all``: every token of the padded grid (position basis: every point of the query's
+            dilation lattice). ``random``: ``num_candidates`` tokens, drawn once per call and
             shared by every query and every sample of the batch:
             ``torch.randperm(N, generator=generator)[:num_candidates]`` on the CPU, then sorted
-            ascending; a generator is required. ``grid``: ``num_candidates`` points per axis at
-            ``round(linspace(margin, L - 1 - margin, num_candidates))``, deduplicated, shared
-            by every query. A boolean mask (attention: causal, key padding) may remove more.
+            ascending; a generator is required. ``grid``: ``num_candidates`` points per axis,
+            deduplicated, shared by every query: with ``grid_rounding="round"``
+            ``torch.linspace(margin, L - 1 - margin, num_candidates, dtype=torch.float64)``
+            rounded by ``torch.round`` (halves to even); with ``grid_rounding="truncate"`` (the
+            research code's convention) the same ``linspace`` computed in float32 and truncated
+            toward zero (``.long()``), its float32 rounding included. Random and grid
+            candidates admit no padding. A boolean mask (attention: causal, key padding) may
+            remove more.
 
     Step 2, select ``N_k(i)``
-        The ``k`` candidates of largest score. Tie rule: among equal scores the candidate with
-        the lower index (position in the candidate list) ranks first. ``self_slot="forced"``
-        puts the query's own token in slot 0 whatever its score (stride 1, no padding, same
-        token set) and fills slots 1..k-1 with the best other candidates. Slots are ordered by
-        ``rank`` (descending score, tie rule) or by ``offset`` (position basis: the candidate's
-        position minus the query's, lexicographic; this maps slot t to conv tap t). A query
-        with fewer than ``k`` allowed candidates (masks) leaves its last slots empty: they
-        weigh zero. k larger than the candidate set itself is an error.
+        The ``k`` candidates of largest score (``k=None``: every candidate; sum kernel,
+        feature or hybrid basis). Ranking: NaN first, then +inf, the numbers in descending
+        order, -inf. Tie rule: among equal scores (NaN with NaN too) the candidate with the
+        lower index (position in the candidate list) ranks first. ``self_slot="forced"`` puts
+        the query's own token (the real token at the query's position) in slot 0 whatever its
+        score or mask (stride 1; no padding in the position basis) and fills slots 1..k-1 with
+        the best other candidates. Slots are ordered by ``rank`` (ranking and tie rule) or by
+        ``offset`` (position basis: the candidate's position minus the query's,
+        lexicographic; this maps slot t to conv tap t). A query with fewer than ``k`` allowed
+        candidates (masks) leaves its last slots empty: they contribute nothing. k larger than
+        the candidate set itself is an error.
 
-    Step 3, aggregate ``y_i = b + sum_t A_t (rho_t v_{n_t(i)})``
-        ``rho``: ``ones``; ``softmax`` of ``rho_scale * s`` over the query's non-empty slots;
+    Step 3, aggregate ``y_i = b + sum_t A_t (rho_t v_{n_t(i)})`` over the filled slots
+        ``rho``: ``ones``; ``softmax`` of ``rho_scale * s`` over the query's non-empty slots
+        (``torch.softmax``: a NaN or +inf score among them makes the row NaN, all -inf too);
         ``scores``: the raw selected scores. A query with no non-empty slot gets ``y_i = b``.
+        A value outside the filled slots never enters ``y_i``, not even as 0 times NaN.
         ``kernel``: ``full``, weight ``(C_out, C_in, k)``, ``A_t = weight[:, :, t]``;
         ``grouped``, weight ``(C_out, C_in/groups, k)`` as in ``nn.Conv1d(groups=...)``
         (``groups = C_in`` is depthwise; ``C_out/C_in`` its channel multiplier); ``sum``, no
@@ -111,9 +142,13 @@ class ConvNNConfig:
         ``nn.Conv1d(C_in, C_out, kernel_size=k, stride=k, groups=groups).weight``: gathering
         the neighbours into a length ``N*k`` sequence and applying that Conv1d is the same
         function (`convnn_ref.aggregate.aggregate_as_conv1d`).
+
+    Every field is validated here (types, ranges, combinations); integers accept anything
+    ``operator.index`` takes and are stored as plain ints. Checks that need the input (k
+    against the candidates, channels against groups) happen when the input arrives.
     """
 
-    k: int
+    k: int | None
     basis: Basis = "feature"
     metric: PositionMetric = "chebyshev"
     coordinates: Coordinates = "integer"
@@ -125,6 +160,7 @@ class ConvNNConfig:
     candidates: CandidateKind = "all"
     num_candidates: int | None = None
     grid_margin: int = 0
+    grid_rounding: GridRounding = "round"
     self_slot: SelfSlot = "candidate"
     slot_order: SlotOrder = "rank"
     rho: Rho = "ones"
@@ -141,47 +177,44 @@ class ConvNNConfig:
         for name, choices in _CHOICES.items():
             value = getattr(self, name)
             allowed = get_args(choices)
-            if value not in allowed:
+            if not isinstance(value, str) or value not in allowed:
                 raise ValueError(f"{name}={value!r} is not one of {allowed}")
-        if isinstance(self.k, bool) or not isinstance(self.k, int):
-            raise TypeError(f"k must be an int, got {type(self.k).__name__}")
-        if self.k < 1:
-            raise ValueError(f"k must be >= 1, got k={self.k}")
-        if isinstance(self.groups, bool) or not isinstance(self.groups, int) or self.groups < 1:
-            raise ValueError(f"groups must be an int >= 1, got groups={self.groups!r}")
+        # Integers: anything operator.index takes (numpy integers too), stored as plain ints.
+        if self.k is None:
+            if self.kernel != "sum" or self.basis == "position" or self.self_slot != "candidate":
+                raise ValueError(
+                    "k=None (every candidate) needs kernel='sum', basis 'feature' or 'hybrid' and "
+                    f"self_slot='candidate', got kernel={self.kernel!r}, basis={self.basis!r}, self_slot={self.self_slot!r}"
+                )
+        else:
+            self._set("k", check_int(self.k, "k", minimum=1))
+        self._set("groups", check_int(self.groups, "groups", minimum=1))
+        self._set("grid_margin", check_int(self.grid_margin, "grid_margin", minimum=0))
+        if self.num_candidates is not None:
+            self._set("num_candidates", check_int(self.num_candidates, "num_candidates", minimum=1))
+        for name in ("stride", "dilation", "kernel_size"):
+            value = getattr(self, name)
+            if value is not None or name != "kernel_size":
+                self._set(name, _int_or_tuple(value, name, minimum=1))
+        self._set("padding", _normalized_padding(self.padding))
+        check_bool(self.kernel_scaled, "kernel_scaled")
+        # Real numbers: finite, in range.
+        self._set("hybrid_lambda", check_real(self.hybrid_lambda, "hybrid_lambda", low=0.0, high=1.0))
+        self._set("rho_scale", check_real(self.rho_scale, "rho_scale"))
+        if self.scale is not None:
+            self._set("scale", check_real(self.scale, "scale", low=0.0, low_open=True))
+        # Combinations.
         if self.kernel == "full" and self.groups != 1:
             raise ValueError(f"kernel='full' needs groups=1, got groups={self.groups}; use kernel='grouped'")
         if self.kernel == "sum" and self.groups != 1:
             raise ValueError(f"kernel='sum' has no weight and takes no groups, got groups={self.groups}")
-        if not 0.0 <= float(self.hybrid_lambda) <= 1.0:
-            raise ValueError(f"hybrid_lambda must lie in [0, 1], got {self.hybrid_lambda}")
-        if self.scale is not None and not float(self.scale) > 0.0:
-            raise ValueError(f"scale must be > 0 or None, got {self.scale}")
         if self.candidates in ("random", "grid"):
-            r = self.num_candidates
-            if r is None or isinstance(r, bool) or not isinstance(r, int) or r < 1:
-                raise ValueError(
-                    f"candidates={self.candidates!r} needs num_candidates >= 1, got {r!r}"
-                )
+            if self.num_candidates is None:
+                raise ValueError(f"candidates={self.candidates!r} needs num_candidates >= 1, got None")
         elif self.num_candidates is not None:
             raise ValueError(f"num_candidates is only used with candidates='random' or 'grid', got candidates={self.candidates!r}")
-        if self.grid_margin < 0:
-            raise ValueError(f"grid_margin must be >= 0, got {self.grid_margin}")
-        for name in ("stride", "dilation"):
-            for v in _as_tuple(getattr(self, name), name):
-                if v < 1:
-                    raise ValueError(f"{name} must be >= 1 on every axis, got {name}={getattr(self, name)!r}")
-        if self.kernel_size is not None:
-            for v in _as_tuple(self.kernel_size, "kernel_size"):
-                if v < 1:
-                    raise ValueError(f"kernel_size must be >= 1 on every axis, got {self.kernel_size!r}")
-        for lo, hi in _padding_pairs(self.padding):
-            if lo < 0 or hi < 0:
-                raise ValueError(f"padding must be >= 0, got padding={self.padding!r}")
         has_padding = any(lo or hi for lo, hi in _padding_pairs(self.padding))
         if self.basis != "position":
-            if has_padding:
-                raise ValueError(f"padding is only defined for basis='position', got basis={self.basis!r}, padding={self.padding!r}")
             if any(v != 1 for v in _as_tuple(self.dilation, "dilation")):
                 raise ValueError(f"dilation is only defined for basis='position', got dilation={self.dilation!r}")
             if self.slot_order == "offset":
@@ -193,8 +226,13 @@ class ConvNNConfig:
         if self.self_slot == "forced":
             if self.slot_order != "rank":
                 raise ValueError("self_slot='forced' needs slot_order='rank'")
-            if has_padding or any(v != 1 for v in _as_tuple(self.stride, "stride")):
-                raise ValueError("self_slot='forced' needs stride 1 and no padding (every query must be a token)")
+            if any(v != 1 for v in _as_tuple(self.stride, "stride")):
+                raise ValueError(f"self_slot='forced' needs stride 1 (every token a query), got stride={self.stride!r}")
+            if has_padding and self.basis == "position":
+                raise ValueError("self_slot='forced' admits no padding in the position basis (a query may sit on a padded point)")
+
+    def _set(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
 
     def replace(self, **changes: object) -> ConvNNConfig:
         """A copy with some fields changed, validated again."""
@@ -206,34 +244,109 @@ class ConvNNConfig:
         return self.kernel != "sum"
 
 
-def _as_tuple(value: object, name: str) -> tuple[int, ...]:
+def check_int(value: object, name: str, *, minimum: int | None = None) -> int:
+    """``value`` as a plain int: anything ``operator.index`` takes (numpy integers too), not a
+    bool. Raises TypeError / ValueError naming ``name`` and the constraint."""
     if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int or a tuple of ints, got {value!r}")
-    if isinstance(value, int):
-        return (value,)
-    if isinstance(value, tuple) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        return value
-    raise TypeError(f"{name} must be an int or a tuple of ints, got {value!r}")
+        raise TypeError(f"{name} must be an int, got bool {value!r}")
+    try:
+        number = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {name}={number}")
+    return number
+
+
+def check_real(
+    value: object, name: str, *, low: float | None = None, high: float | None = None, low_open: bool = False
+) -> float:
+    """``value`` as a finite float (an int or a float, numpy scalars too; not a bool), within
+    ``[low, high]`` (``(low, high]`` with ``low_open``). Raises TypeError / ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {name}={number}")
+    if low is not None and (number <= low if low_open else number < low):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {name}={number}")
+    if high is not None and number > high:
+        raise ValueError(f"{name} must be <= {high}, got {name}={number}")
+    return number
+
+
+def check_bool(value: object, name: str) -> bool:
+    """``value`` is a bool (True or False, nothing that merely converts to one)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _int_or_tuple(value: object, name: str, *, minimum: int) -> int | tuple[int, ...]:
+    """An int or a non-empty tuple of ints, each >= minimum, as plain ints (same form)."""
+    if isinstance(value, tuple):
+        if not value:
+            raise ValueError(f"{name} must be an int or a non-empty tuple of ints, got ()")
+        return tuple(_axis_int(v, name, value, minimum) for v in value)
+    return _axis_int(value, name, value, minimum)
+
+
+def _axis_int(v: object, name: str, whole: object, minimum: int | None) -> int:
+    try:
+        number = check_int(v, name)
+    except TypeError:
+        raise TypeError(f"{name} must be an int or a tuple of ints, got {whole!r}") from None
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{name} must be >= {minimum} on every axis, got {name}={whole!r}")
+    return number
+
+
+def _normalized_padding(padding: object) -> Padding:
+    """padding as plain ints, in the form given (int, tuple of ints, tuple of (lo, hi) pairs)."""
+    out: Padding
+    if isinstance(padding, tuple):
+        pairs = _padding_pairs(padding)
+        out = tuple(pair if isinstance(p, tuple) else pair[0] for p, pair in zip(padding, pairs))  # type: ignore[assignment]
+    else:
+        out = _padding_pairs(padding)[0][0]
+    for lo, hi in _padding_pairs(out):
+        if lo < 0 or hi < 0:
+            raise ValueError(f"padding must be >= 0 on every side, got padding={padding!r}")
+    return out
+
+
+def _as_tuple(value: object, name: str) -> tuple[int, ...]:
+    if isinstance(value, tuple):
+        return tuple(_axis_int(v, name, value, None) for v in value)
+    return (_axis_int(value, name, value, None),)
 
 
 def _padding_pairs(padding: object) -> tuple[tuple[int, int], ...]:
-    if isinstance(padding, bool):
-        raise TypeError(f"padding must be an int, a tuple of ints or a tuple of (lo, hi) pairs, got {padding!r}")
-    if isinstance(padding, int):
-        return ((padding, padding),)
-    if isinstance(padding, tuple):
-        out = []
-        for p in padding:
-            if isinstance(p, int) and not isinstance(p, bool):
-                out.append((p, p))
-            elif isinstance(p, tuple) and len(p) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in p):
-                out.append((p[0], p[1]))
-            else:
-                raise TypeError(f"padding must be an int, a tuple of ints or a tuple of (lo, hi) pairs, got {padding!r}")
-        return tuple(out)
+    message = f"padding must be an int, a tuple of ints or a tuple of (lo, hi) pairs, got {padding!r}"
     if isinstance(padding, str):
         raise ValueError(f"padding={padding!r}: string paddings are resolved by from_conv; ConvNNConfig takes ints")
-    raise TypeError(f"padding must be an int, a tuple of ints or a tuple of (lo, hi) pairs, got {padding!r}")
+    if isinstance(padding, tuple):
+        if not padding:
+            raise ValueError(f"padding must not be an empty tuple, got {padding!r}")
+        out = []
+        for p in padding:
+            if isinstance(p, tuple):
+                if len(p) != 2:
+                    raise ValueError(message)
+                out.append((_padding_int(p[0], message), _padding_int(p[1], message)))
+            else:
+                v = _padding_int(p, message)
+                out.append((v, v))
+        return tuple(out)
+    v = _padding_int(padding, message)
+    return ((v, v),)
+
+
+def _padding_int(value: object, message: str) -> int:
+    try:
+        return check_int(value, "padding")
+    except TypeError:
+        raise TypeError(message) from None
 
 
 def per_axis(value: IntOrTuple | None, d: int, name: str, default: int = 1) -> tuple[int, ...]:

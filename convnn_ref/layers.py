@@ -13,9 +13,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from convnn_ref import functional, positions
-from convnn_ref.config import ConvNNConfig, padding_per_axis
+from convnn_ref.config import ConvNNConfig, check_bool, check_int, check_real, padding_per_axis
+from convnn_ref.validation import as_allowed, check_config, check_memory_budget, check_probability
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+#: The most weight elements a layer allocates (2**30: 4 GiB in float32). A weight layer holds
+#: ``C_out * C_in/groups * k`` elements from construction on, before any input shows how many
+#: candidates exist, so an absurd k is refused here by name (k against the input's candidates
+#: is checked at forward).
+MAX_WEIGHT_ELEMENTS = 2**30
 
 
 class _ConvNNNd(nn.Module):
@@ -43,13 +50,13 @@ class _ConvNNNd(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(config, ConvNNConfig):
-            raise TypeError(f"config must be a ConvNNConfig, got {type(config).__name__}")
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        check_config(config)
+        in_channels = check_int(in_channels, "in_channels", minimum=1)
+        out_channels = check_int(out_channels, "out_channels", minimum=1)
+        check_bool(bias, "bias")
         if padding_mode not in _PADDING_MODES:
             raise ValueError(f"padding_mode={padding_mode!r} is not one of {_PADDING_MODES}")
+        check_memory_budget(memory_budget)
         d = self.spatial_dims
         c_in = in_channels + (d if config.coord_encoding in ("aggregate", "both") else 0)
         if config.kernel == "sum":
@@ -63,6 +70,11 @@ class _ConvNNNd(nn.Module):
         self.pre_padding: tuple[int, ...] = ()
         if padding_mode != "zeros":
             pairs = padding_per_axis(config.padding, d)
+            if config.basis != "position" and any(lo or hi for lo, hi in pairs):
+                raise NotImplementedError(
+                    f"padding_mode={padding_mode!r} with basis={config.basis!r} is not supported: the feature and "
+                    "hybrid bases take padded points as zero candidates (padding_mode='zeros')"
+                )
             for lo, hi in reversed(pairs):
                 self.pre_padding += (lo, hi)
             config = config.replace(padding=0)
@@ -74,7 +86,15 @@ class _ConvNNNd(nn.Module):
         if config.kernel == "sum":
             self.register_parameter("weight", None)
         else:
-            self.weight = nn.Parameter(torch.empty(out_channels, c_in // config.groups, config.k, device=device, dtype=dtype))
+            assert config.k is not None  # the config refuses k=None with a weighted kernel
+            shape = (out_channels, c_in // config.groups, config.k)
+            if math.prod(shape) > MAX_WEIGHT_ELEMENTS:
+                # The weight is allocated here, before any input shows how many candidates exist.
+                raise ValueError(
+                    f"k={config.k} gives a weight of shape {shape} ({math.prod(shape)} elements), more than the "
+                    f"{MAX_WEIGHT_ELEMENTS} a layer allocates; k must not exceed the number of candidates of an input"
+                )
+            self.weight = nn.Parameter(torch.empty(shape, device=device, dtype=dtype))
         self.bias = nn.Parameter(torch.empty(out_channels, device=device, dtype=dtype)) if bias else None
         self.reset_parameters()
 
@@ -90,14 +110,7 @@ class _ConvNNNd(nn.Module):
             nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-        if x.dim() != self.spatial_dims + 2:
-            raise ValueError(
-                f"{type(self).__name__} expects x of rank {self.spatial_dims + 2} (B, C, *S), got shape {tuple(x.shape)}"
-            )
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f"x has {x.shape[1]} channels but in_channels={self.in_channels}")
+        _check_image(x, self, self.spatial_dims, self.in_channels)
         if self.pre_padding:
             x = F.pad(x, self.pre_padding, mode=self.padding_mode)
         return functional.convnn(x, self.weight, self.bias, self.config, generator=generator, memory_budget=self.memory_budget)
@@ -127,9 +140,25 @@ class ConvNN3d(_ConvNNNd):
 def convnn_layer(spatial_dims: int) -> type[_ConvNNNd]:
     """The ConvNN layer class for 1, 2 or 3 spatial axes."""
     classes: dict[int, type[_ConvNNNd]] = {1: ConvNN1d, 2: ConvNN2d, 3: ConvNN3d}
+    spatial_dims = check_int(spatial_dims, "spatial_dims")
     if spatial_dims not in classes:
-        raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims}")
+        raise ValueError(f"spatial_dims must be 1, 2 or 3, got spatial_dims={spatial_dims}")
     return classes[spatial_dims]
+
+
+def _check_image(x: object, module: nn.Module, spatial_dims: int | None = None, channels: int | None = None) -> None:
+    """x is a floating tensor ``(B, C, *S)``: ``spatial_dims`` axes (1 to 3 when None) and
+    ``channels`` channels (any when None)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    ranks = (spatial_dims + 2,) if spatial_dims is not None else (3, 4, 5)
+    if x.dim() not in ranks:
+        what = " or ".join(str(r) for r in ranks)
+        raise ValueError(f"{type(module).__name__} expects x of rank {what} (B, C, *S), got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating tensor, got dtype {x.dtype}")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(f"x has {x.shape[1]} channels but in_channels={channels}")
 
 
 class ConvNNAttention(nn.Module):
@@ -165,46 +194,39 @@ class ConvNNAttention(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if embed_dim < 1 or num_heads < 1 or embed_dim % num_heads:
-            raise ValueError(f"num_heads={num_heads} must divide embed_dim={embed_dim} (both >= 1)")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
-        if k is not None:
-            ConvNNConfig(k=k)  # validates k >= 1 early, with the config's message
+        embed_dim = check_int(embed_dim, "embed_dim", minimum=1)
+        num_heads = check_int(num_heads, "num_heads", minimum=1)
+        if embed_dim % num_heads:
+            raise ValueError(f"num_heads={num_heads} must divide embed_dim={embed_dim}")
+        dropout = check_probability(dropout, "dropout")
+        check_bool(bias, "bias")
+        check_bool(batch_first, "batch_first")
+        kdim = None if kdim is None else check_int(kdim, "kdim", minimum=1)
+        vdim = None if vdim is None else check_int(vdim, "vdim", minimum=1)
+        check_memory_budget(memory_budget)
         self.embed_dim = embed_dim
         self.num_heads = num_heads
         self.head_dim = embed_dim // num_heads
-        self.k = k
-        self.similarity = similarity
-        self.scale = scale
-        self.candidates = candidates
-        self.num_candidates = num_candidates
+        self.config = ConvNNConfig(
+            k=k,
+            basis="feature",
+            similarity=similarity,  # type: ignore[arg-type]
+            scale=scale,
+            candidates=candidates,  # type: ignore[arg-type]
+            num_candidates=num_candidates,
+            rho="softmax",
+            kernel="sum",
+        )
         self.dropout = dropout
         self.batch_first = batch_first
         self.kdim = kdim or embed_dim
         self.vdim = vdim or embed_dim
         self.memory_budget = memory_budget
-        self._config(1)  # validates the option names now, not at the first forward
         factory = {"device": device, "dtype": dtype}
         self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **factory)
         self.k_proj = nn.Linear(self.kdim, embed_dim, bias=bias, **factory)
         self.v_proj = nn.Linear(self.vdim, embed_dim, bias=bias, **factory)
         self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **factory)
-
-    def _config(self, num_keys: int) -> ConvNNConfig:
-        k = num_keys if self.k is None else self.k
-        if self.candidates == "random" and self.k is None:
-            k = self.num_candidates or 1
-        return ConvNNConfig(
-            k=k,
-            basis="feature",
-            similarity=self.similarity,  # type: ignore[arg-type]
-            scale=self.scale,
-            candidates=self.candidates,  # type: ignore[arg-type]
-            num_candidates=self.num_candidates,
-            rho="softmax",
-            kernel="sum",
-        )
 
     def forward(
         self,
@@ -219,10 +241,21 @@ class ConvNNAttention(nn.Module):
     ) -> torch.Tensor:
         key = query if key is None else key
         value = key if value is None else value
-        for name, t in (("query", query), ("key", key), ("value", value)):
-            if not isinstance(t, torch.Tensor) or t.dim() != 3:
-                shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-                raise ValueError(f"{name} must be a 3-d tensor ({'B, L, E' if self.batch_first else 'L, B, E'}), got {shape}")
+        layout = "(B, L, E)" if self.batch_first else "(L, B, E)"
+        param = self.q_proj.weight
+        for name, t, width in (("query", query, self.embed_dim), ("key", key, self.kdim), ("value", value, self.vdim)):
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+            if t.dim() != 3:
+                raise ValueError(f"{name} must be a 3-d tensor {layout}, got shape {tuple(t.shape)}")
+            if t.shape[-1] != width:
+                dim_name = {"query": "embed_dim", "key": "kdim", "value": "vdim"}[name]
+                raise ValueError(f"{name} must have {dim_name}={width} features in its last axis, got shape {tuple(t.shape)}")
+            if t.dtype != param.dtype:
+                raise TypeError(f"{name} has dtype {t.dtype} but the layer's parameters have dtype {param.dtype}")
+            if t.device != param.device:
+                raise ValueError(f"{name} is on {t.device} but the layer's parameters are on {param.device}")
+        check_bool(is_causal, "is_causal")
         if not self.batch_first:
             query, key, value = (t.transpose(0, 1) for t in (query, key, value))
         b, nq, _ = query.shape
@@ -238,7 +271,7 @@ class ConvNNAttention(nn.Module):
             q,
             k,
             v,
-            self._config(nk),
+            self.config,
             allowed=allowed,
             generator=generator,
             memory_budget=self.memory_budget,
@@ -261,15 +294,15 @@ class ConvNNAttention(nn.Module):
         h = self.num_heads
         allowed = None
         if attn_mask is not None:
-            forbidden = _as_forbidden(attn_mask, "attn_mask")
-            if forbidden.shape not in ((nq, nk), (b * h, nq, nk)):
-                raise ValueError(f"attn_mask must have shape ({nq}, {nk}) or ({b * h}, {nq}, {nk}), got {tuple(forbidden.shape)}")
-            allowed = (~forbidden).to(device).expand(b * h, nq, nk)
+            mask = as_allowed(attn_mask, "attn_mask", true_means="forbidden")
+            if mask.shape not in ((nq, nk), (b * h, nq, nk)):
+                raise ValueError(f"attn_mask must have shape ({nq}, {nk}) or ({b * h}, {nq}, {nk}), got {tuple(mask.shape)}")
+            allowed = mask.to(device).expand(b * h, nq, nk)
         if key_padding_mask is not None:
-            padded = _as_forbidden(key_padding_mask, "key_padding_mask")
-            if padded.shape != (b, nk):
-                raise ValueError(f"key_padding_mask must have shape ({b}, {nk}), got {tuple(padded.shape)}")
-            keep = (~padded).to(device)[:, None, None, :].expand(b, h, nq, nk).reshape(b * h, nq, nk)
+            unpadded = as_allowed(key_padding_mask, "key_padding_mask", true_means="forbidden")
+            if unpadded.shape != (b, nk):
+                raise ValueError(f"key_padding_mask must have shape ({b}, {nk}), got {tuple(unpadded.shape)}")
+            keep = unpadded.to(device)[:, None, None, :].expand(b, h, nq, nk).reshape(b * h, nq, nk)
             allowed = keep if allowed is None else allowed & keep
         if is_causal:
             causal = torch.ones(nq, nk, dtype=torch.bool, device=device).tril().expand(b * h, nq, nk)
@@ -277,27 +310,12 @@ class ConvNNAttention(nn.Module):
         return allowed
 
 
-def _as_forbidden(mask: torch.Tensor, name: str) -> torch.Tensor:
-    """A PyTorch attention mask (bool True = forbidden, or float 0 / -inf) as bool forbidden."""
-    if not isinstance(mask, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(mask).__name__}")
-    if mask.dtype == torch.bool:
-        return mask
-    if mask.is_floating_point():
-        finite = torch.isfinite(mask)
-        if bool((mask[finite] != 0).any()) or bool((mask[~finite] > 0).any()):
-            raise NotImplementedError(f"float {name} with values other than 0 and -inf (additive score biases) is not supported")
-        return ~finite
-    raise TypeError(f"{name} must be bool or floating, got {mask.dtype}")
-
-
 class CoordinateEncoding(nn.Module):
     """Appends CoordConv-like channels: x ``(B, C, *S)`` -> ``(B, C + d, *S)``, channel ``C + a``
     holding ``linspace(-1, 1)`` along axis a."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor) or x.dim() < 3:
-            raise ValueError("x must be a tensor (B, C, *S) with at least one spatial axis")
+        _check_image(x, self)
         coords = positions.coordinate_channels(tuple(x.shape[2:]), x.device, x.dtype)
         return torch.cat([x, coords.expand(x.shape[0], *coords.shape)], dim=1)
 
@@ -309,15 +327,17 @@ class PixelShuffleConvNN2d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, config: ConvNNConfig, factor: int, *, bias: bool = True) -> None:
         super().__init__()
-        if factor < 1:
-            raise ValueError(f"factor must be >= 1, got {factor}")
-        self.factor = factor
-        self.inner = ConvNN2d(in_channels * factor**2, out_channels * factor**2, config, bias=bias)
+        self.factor = check_int(factor, "factor", minimum=1)
+        in_channels = check_int(in_channels, "in_channels", minimum=1)
+        out_channels = check_int(out_channels, "out_channels", minimum=1)
+        self.in_channels = in_channels
+        self.inner = ConvNN2d(in_channels * self.factor**2, out_channels * self.factor**2, config, bias=bias)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         s = self.factor
-        if x.dim() != 4 or x.shape[-1] % s or x.shape[-2] % s:
-            raise ValueError(f"x must be (B, C, H, W) with H and W divisible by factor={s}, got {tuple(x.shape)}")
+        _check_image(x, self, 2, self.in_channels)
+        if x.shape[-1] % s or x.shape[-2] % s:
+            raise ValueError(f"x must have H and W divisible by factor={s}, got shape {tuple(x.shape)}")
         return F.pixel_shuffle(self.inner(F.pixel_unshuffle(x, s), generator), s)
 
 
@@ -341,8 +361,17 @@ class BranchingConvNN(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        if not 0.0 <= ratio <= 1.0:
-            raise ValueError(f"ratio must lie in [0, 1], got {ratio}")
+        check_config(config)
+        in_channels = check_int(in_channels, "in_channels", minimum=1)
+        out_channels = check_int(out_channels, "out_channels", minimum=1)
+        ratio = check_real(ratio, "ratio", low=0.0, high=1.0)
+        conv_kernel_size = check_int(conv_kernel_size, "conv_kernel_size", minimum=1)
+        spatial_dims = check_int(spatial_dims, "spatial_dims", minimum=1)
+        if spatial_dims > 3:
+            raise ValueError(f"spatial_dims must be 1, 2 or 3, got spatial_dims={spatial_dims}")
+        check_bool(bias, "bias")
+        self.in_channels = in_channels
+        self.spatial_dims = spatial_dims
         self.convnn_channels = round(ratio * out_channels)
         self.conv_channels = out_channels - self.convnn_channels
         conv_cls = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[spatial_dims - 1]
@@ -355,6 +384,7 @@ class BranchingConvNN(nn.Module):
         self.fuse = conv_cls(out_channels, out_channels, 1, bias=bias)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        _check_image(x, self, self.spatial_dims, self.in_channels)
         parts = []
         if self.convnn is not None:
             parts.append(self.convnn(x, generator))

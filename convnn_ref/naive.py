@@ -1,4 +1,4 @@
-"""The independent oracle: a deliberately naive implementation of ConvNN (SPEC §1).
+"""The independent oracle: a deliberately naive implementation of ConvNN (`ConvNNConfig`).
 
 This module is the gold for every configuration that has no PyTorch twin (cosine selection,
 random or grid candidates, hybrid scores, ...). It follows the `ConvNNConfig` docstring line by
@@ -21,9 +21,15 @@ Conventions (the readings this oracle takes where the docstring leaves a choice)
   axes, 0 on a length-1 axis and 0 at padded points. 'score'/'both' appends them to the features
   wherever features are scored (feature and hybrid bases); the position basis ignores them for
   scoring. 'aggregate'/'both' appends them to the values.
-* Hybrid: ``std`` is ``torch.std`` (Bessel-corrected) over all scored channels and tokens of one
-  sample, clamped at 1e-12 (a single value counts as std 0). ``u`` are the coordinates of
-  ``config.coordinates`` without kernel scaling.
+* Feature and hybrid bases with padding: every padded point is a candidate with zero features;
+  the queries are the real tokens (padded index ``o*stride + lo``); the output has the real
+  query grid's shape.
+* Hybrid: ``std`` is ``torch.std`` (Bessel-corrected) over all scored channels and all points of
+  the padded grid of one sample, clamped at 1e-12 (a single value counts as std 0). ``u`` are the
+  coordinates of ``config.coordinates`` over the padded grid (integer: the padded index),
+  without kernel scaling.
+* Ranking: NaN first, then descending score (+inf, numbers, -inf); ties, NaN with NaN too, to
+  the lower candidate index.
 * Random and grid candidates are also restricted to the query's dilation lattice (position
   basis); with dilation 1 this is no restriction.
 * ``self_slot='forced'``: the query's own token is the token at the query's position (feature and
@@ -77,8 +83,14 @@ def _similarity(zq: Tensor, zc: Tensor, config: ConvNNConfig) -> Tensor:
 
 
 def _rank(candidates: list[int], scores: list[float], count: int) -> list[int]:
-    """The ``count`` best candidates: descending score, ties to the lower candidate index."""
-    order = sorted(zip(scores, candidates, strict=True), key=lambda sc: (-sc[0], sc[1]))
+    """The ``count`` best candidates: NaN first, then descending score (+inf, numbers, -inf),
+    ties (NaN with NaN too) to the lower candidate index."""
+
+    def key(sc: tuple[float, int]) -> tuple[int, float, int]:
+        score, candidate = sc
+        return (0, 0.0, candidate) if math.isnan(score) else (1, -score, candidate)
+
+    order = sorted(zip(scores, candidates, strict=True), key=key)
     return [c for _, c in order[:count]]
 
 
@@ -91,12 +103,14 @@ def _rho(s: Tensor, config: ConvNNConfig) -> Tensor:
     return s  # "scores"
 
 
-def _dense_weight(weight: Tensor | None, config: ConvNNConfig, c_in: int, k: int) -> Tensor | None:
+def _dense_weight(weight: Tensor | None, config: ConvNNConfig, c_in: int) -> Tensor | None:
     """``(C_out, C_in, k)`` matrices A_t (grouped weights made block-diagonal), or None for 'sum'."""
     if config.kernel == "sum":
         if weight is not None:
             raise ValueError("kernel='sum' takes no weight, got a weight tensor")
         return None
+    k = config.k
+    assert k is not None  # the config refuses k=None with a weighted kernel
     if weight is None:
         raise ValueError(f"kernel={config.kernel!r} needs a weight of shape (C_out, C_in/groups, k)")
     g = config.groups if config.kernel == "grouped" else 1
@@ -195,15 +209,17 @@ def naive_convnn(
     with_value_coords = config.coord_encoding in ("aggregate", "both")
     c_in_eff = c + (d if with_value_coords else 0)
 
-    dense = _dense_weight(weight, config, c_in_eff, config.k)
+    dense = _dense_weight(weight, config, c_in_eff)
     c_out = c_in_eff if dense is None else dense.shape[0]
     _check_bias(bias, c_out)
 
     # Queries: output multi-index o, query position in padded indices, and its own token (if any).
+    # Position basis: windows over the padded grid. Feature and hybrid: the real tokens at
+    # positions o*stride of the unpadded grid (padded index o*stride + lo).
     if position:
         out_size = tuple((length[a] - dil[a] * (ksize[a] - 1) - 1) // stride[a] + 1 for a in range(d))
     else:
-        out_size = tuple((length[a] - 1) // stride[a] + 1 for a in range(d))
+        out_size = tuple((size[a] - 1) // stride[a] + 1 for a in range(d))
     if any(n < 1 for n in out_size):
         raise ValueError(f"the input {size} padded by {pad} is smaller than the dilated kernel {ksize}")
     queries = []
@@ -212,7 +228,7 @@ def naive_convnn(
         if position:
             centre = tuple(start[a] + dil[a] * (ksize[a] - 1) / 2 for a in range(d))
         else:
-            centre = tuple(float(s) for s in start)
+            centre = tuple(float(start[a] + lo[a]) for a in range(d))
         own = None
         if config.self_slot == "forced":
             if any(ct != int(ct) for ct in centre):
@@ -234,7 +250,10 @@ def naive_convnn(
             m = config.grid_margin
             if 2 * m > length[a] - 1:
                 raise ValueError(f"grid_margin={m} leaves no room on an axis of length {length[a]}")
-            pts = torch.linspace(m, length[a] - 1 - m, config.num_candidates, dtype=torch.float64).round()
+            if config.grid_rounding == "round":
+                pts = torch.linspace(m, length[a] - 1 - m, config.num_candidates, dtype=torch.float64).round().tolist()
+            else:  # "truncate": float32 linspace, truncated toward zero
+                pts = [math.trunc(v) for v in torch.linspace(m, length[a] - 1 - m, config.num_candidates, dtype=torch.float32).tolist()]
             per_axis_pts.append(sorted({int(v) for v in pts}))
         base = [index_of[p] for p in itertools.product(*per_axis_pts)]
 
@@ -259,7 +278,7 @@ def naive_convnn(
             return -du_t.abs().amax(dim=-1)
         return -torch.sqrt((du_t**2).sum(-1))
 
-    # Hybrid coordinates u (real grid: the hybrid basis has no padding).
+    # Hybrid coordinates u of every padded point: its padded index, or normalized over the padded axis.
     u_rows = [
         [float(p[a]) if config.coordinates == "integer" else _normalized(p[a], length[a]) for a in range(d)]
         for p in points
@@ -295,15 +314,16 @@ def naive_convnn(
             if position:
                 cands = [j for j in base if all((points[j][a] - start[a]) % dil[a] == 0 for a in range(d))]
             count = len(set(cands) | {own}) if own is not None else len(cands)
-            _check_k(config.k, count, f"the query at padded position {centre}")
+            k = count if config.k is None else config.k  # None: every candidate
+            _check_k(k, count, f"the query at padded position {centre}")
 
             if own is not None:
                 others = [j for j in cands if j != own]
                 s_det = scores(centre, others, z_sel).tolist()
-                chosen = [own, *_rank(others, s_det, config.k - 1)]
+                chosen = [own, *_rank(others, s_det, k - 1)]
             else:
                 s_det = scores(centre, cands, z_sel).tolist()
-                chosen = _rank(cands, s_det, config.k)
+                chosen = _rank(cands, s_det, k)
             if config.slot_order == "offset":
                 chosen = sorted(chosen, key=lambda j: tuple(points[j][a] - centre[a] for a in range(d)))
             s = scores(centre, chosen, z).to(x.dtype)  # recomputed with grad: rho's input
@@ -369,7 +389,7 @@ def naive_attention(
     mask = torch.ones(batch, nq, nk, dtype=torch.bool) if allowed is None else allowed.to(torch.bool)
     mask = mask.cpu().expand(batch, nq, nk)
 
-    dense = _dense_weight(weight, config, v.shape[2], config.k)
+    dense = _dense_weight(weight, config, v.shape[2])
     c_out = v.shape[2] if dense is None else dense.shape[0]
     _check_bias(bias, c_out)
 
@@ -379,15 +399,17 @@ def naive_attention(
         if generator is None:
             raise ValueError("candidates='random' needs a torch.Generator (generator=None)")
         base = sorted(int(j) for j in torch.randperm(nk, generator=generator)[: config.num_candidates])
+    k_of = {}
     for i in range(nq):
         count = len(set(base) | {i}) if forced else len(base)
-        _check_k(config.k, count, f"query {i}")
+        k_of[i] = count if config.k is None else config.k  # None: every candidate
+        _check_k(k_of[i], count, f"query {i}")
 
     outputs = []
     for b in range(batch):
         for i in range(nq):
             ok = [j for j in base if bool(mask[b, i, j]) and not (forced and j == i)]
-            need = config.k - 1 if forced else config.k
+            need = k_of[i] - 1 if forced else k_of[i]
             s_det = _similarity(q[b, i].detach(), k[b, ok].detach(), config).tolist() if ok else []
             chosen = ([i] if forced else []) + _rank(ok, s_det, need)
             if not chosen:

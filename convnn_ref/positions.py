@@ -34,29 +34,6 @@ class Geometry:
     def ndim(self) -> int:
         return len(self.spatial)
 
-    @property
-    def num_tokens(self) -> int:
-        return _prod(self.spatial)
-
-    @property
-    def num_padded(self) -> int:
-        return _prod(self.padded)
-
-    @property
-    def num_queries(self) -> int:
-        return _prod(self.out)
-
-    @property
-    def has_padding(self) -> bool:
-        return any(lo or hi for lo, hi in self.padding)
-
-
-def _prod(values: tuple[int, ...]) -> int:
-    n = 1
-    for v in values:
-        n *= v
-    return n
-
 
 def resolve_geometry(config: ConvNNConfig, spatial: tuple[int, ...]) -> Geometry:
     """Per-axis kernel, stride, dilation, padding and the query grid for ``spatial``.
@@ -101,11 +78,15 @@ def candidate_positions(geometry: Geometry, device: torch.device | None = None) 
 
 
 def query_origins(geometry: Geometry, device: torch.device | None = None) -> torch.Tensor:
-    """Integer position of each query's first window point (position basis) or of its token
-    (feature basis). Returns ``(Nq, d)`` int64."""
+    """Integer position of each query's first window point (position basis: ``o*stride - lo``,
+    in units of the unpadded grid) or of its token (feature and hybrid bases: ``o*stride``).
+    Returns ``(Nq, d)`` int64."""
     stride = torch.tensor(geometry.stride, device=device)
+    origins = grid_indices(geometry.out, device) * stride
+    if not geometry.position_basis:
+        return origins
     lo = torch.tensor([p[0] for p in geometry.padding], device=device)
-    return grid_indices(geometry.out, device) * stride - lo
+    return origins - lo
 
 
 def query_centres(geometry: Geometry, device: torch.device | None = None) -> torch.Tensor:
@@ -120,6 +101,26 @@ def query_centres(geometry: Geometry, device: torch.device | None = None) -> tor
     return origins + half
 
 
+def query_tokens(geometry: Geometry, device: torch.device | None = None) -> torch.Tensor:
+    """Row-major index ``(Nq,)`` in the padded grid of the token at each query's position (its
+    own token, for forced self). Raises when a query sits between tokens (even kernels)."""
+    centres = query_centres(geometry, device)
+    if bool((centres != centres.round()).any()):
+        raise ValueError("self_slot='forced' needs queries on tokens: an even kernel_size puts them between tokens")
+    lo = torch.tensor([p[0] for p in geometry.padding], device=device)
+    return flat_index(centres.round().to(torch.int64) + lo, geometry.padded)
+
+
+def axis_scale(geometry: Geometry, config: ConvNNConfig, device: torch.device | None = None) -> torch.Tensor:
+    """What one integer step on each axis measures in the position score ``(d,)`` float64: the
+    coordinate step (`coordinate_steps`), or with kernel scaling ``1 / (dilation*K/2)``
+    (distances in units of ``dilation*K/2`` grid steps, whatever the coordinates)."""
+    if config.kernel_size is not None and config.kernel_scaled:
+        unit = [dl * kk / 2 for dl, kk in zip(geometry.dilation, geometry.kernel)]
+        return torch.tensor([1.0 / u for u in unit], dtype=torch.float64, device=device)
+    return torch.tensor(coordinate_steps(geometry, config.coordinates), dtype=torch.float64, device=device)
+
+
 def coordinate_steps(geometry: Geometry, coordinates: str) -> tuple[float, ...]:
     """Length of one grid step on each axis in the chosen coordinates: 1 for integer
     coordinates, ``2/(L-1)`` for ``normalized`` ones (L the padded length; 0 when L = 1)."""
@@ -128,17 +129,16 @@ def coordinate_steps(geometry: Geometry, coordinates: str) -> tuple[float, ...]:
     return tuple(2.0 / (n - 1) if n > 1 else 0.0 for n in geometry.padded)
 
 
-def to_coordinates(positions: torch.Tensor, geometry: Geometry, coordinates: str) -> torch.Tensor:
-    """Map integer (or half-integer) positions ``(..., d)`` to the configured coordinates:
-    unchanged for ``integer``; affinely onto ``[-1, 1]`` over the padded axis for
-    ``normalized``. Returns float64."""
-    positions = positions.to(torch.float64)
+def grid_coordinates(geometry: Geometry, coordinates: str, device: torch.device | None = None) -> torch.Tensor:
+    """Coordinates ``(N_padded, d)`` float64 of every point of the padded grid, row-major, as the
+    hybrid basis embeds them: ``integer``, the point's index on each axis of the padded grid;
+    ``normalized``, each padded axis mapped affinely onto ``[-1, 1]`` (0 on a length-1 axis)."""
+    index = grid_indices(geometry.padded, device).to(torch.float64)
     if coordinates == "integer":
-        return positions
-    lo = torch.tensor([p[0] for p in geometry.padding], dtype=torch.float64, device=positions.device)
-    steps = torch.tensor(coordinate_steps(geometry, coordinates), dtype=torch.float64, device=positions.device)
-    origin = torch.tensor([-1.0 if n > 1 else 0.0 for n in geometry.padded], dtype=torch.float64, device=positions.device)
-    return origin + (positions + lo) * steps
+        return index
+    steps = torch.tensor(coordinate_steps(geometry, coordinates), dtype=torch.float64, device=device)
+    origin = torch.tensor([-1.0 if n > 1 else 0.0 for n in geometry.padded], dtype=torch.float64, device=device)
+    return origin + index * steps
 
 
 def coordinate_channels(spatial: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -156,16 +156,23 @@ def coordinate_channels(spatial: tuple[int, ...], device: torch.device, dtype: t
     return torch.stack(mesh, dim=0).to(dtype)
 
 
-def grid_subset(spatial: tuple[int, ...], per_axis_count: int, margin: int, device: torch.device | None = None) -> torch.Tensor:
-    """Row-major token indices of a regular subgrid: on each axis the points
-    ``round(linspace(margin, L-1-margin, per_axis_count))``, deduplicated. Returns ``(M,)`` int64."""
+def grid_subset(
+    spatial: tuple[int, ...], per_axis_count: int, margin: int, rounding: str = "round", device: torch.device | None = None
+) -> torch.Tensor:
+    """Row-major token indices of a regular subgrid: on each axis the points of
+    ``linspace(margin, L-1-margin, per_axis_count)``, deduplicated: ``rounding='round'`` in
+    float64 and ``torch.round``; ``'truncate'`` in float32 and truncated toward zero (the
+    research code's ``linspace(...).long()``). Returns ``(M,)`` int64."""
     axis_points = []
     for n in spatial:
         lo, hi = margin, n - 1 - margin
         if hi < lo:
             raise ValueError(f"grid_margin={margin} leaves no point on an axis of length {n}")
-        pts = torch.linspace(lo, hi, per_axis_count, dtype=torch.float64).round().to(torch.int64).unique()
-        axis_points.append(pts.to(device))
+        if rounding == "truncate":
+            pts = torch.linspace(lo, hi, per_axis_count, dtype=torch.float32).long()
+        else:
+            pts = torch.linspace(lo, hi, per_axis_count, dtype=torch.float64).round().to(torch.int64)
+        axis_points.append(pts.unique().to(device))
     mesh = torch.meshgrid(*axis_points, indexing="ij")
     index = torch.zeros_like(mesh[0])
     for axis, m in enumerate(mesh):
@@ -179,3 +186,13 @@ def flat_index(points: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     for axis, n in enumerate(shape):
         index = index * n + points[:, axis]
     return index
+
+
+def zero_pad(x: torch.Tensor, padding: tuple[tuple[int, int], ...]) -> torch.Tensor:
+    """x ``(B, C, *S)`` extended by ``(lo, hi)`` zero points on each spatial axis."""
+    if not any(lo or hi for lo, hi in padding):
+        return x
+    pad: list[int] = []
+    for lo, hi in reversed(padding):
+        pad += [lo, hi]
+    return torch.nn.functional.pad(x, pad)

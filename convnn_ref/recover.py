@@ -1,7 +1,8 @@
-"""Exact constructors (SPEC §3): ConvNN configurations and layers that *are* PyTorch's
-convolution and attention, up to floating-point summation order.
+"""Exact constructors: ConvNN configurations and layers that *are* PyTorch's convolution and
+attention, up to floating-point summation order (the conditions and their traps:
+docs/semantics.md, "Exact recovery").
 
-- `conv_config` / `from_conv`: ``nn.Conv1d/2d/3d`` (§3.1, §3.2). Exact for every kernel
+- `conv_config` / `from_conv`: ``nn.Conv1d/2d/3d`` and depthwise convolution. Exact for every kernel
   (odd, even, non-square), input shape, stride, padding (int, tuple, 'valid', 'same'),
   dilation, groups and padding mode, under the default ``convention='exact'``: integer
   positions, Chebyshev distance with each axis scaled by ``dilation*K/2``, queries at the
@@ -11,7 +12,7 @@ convolution and attention, up to floating-point summation order.
   kernels on inputs whose padded axes have near-equal spacing; it misses at 7x7 (the Euclidean
   ball is a disc) and on a 4x10 input (normalized coordinates are anisotropic). Kept so that
   the trap can be tested, not used.
-- `from_multihead_attention`: ``nn.MultiheadAttention`` (§3.3); `scaled_dot_product_attention`:
+- `from_multihead_attention`: ``nn.MultiheadAttention``; `scaled_dot_product_attention`:
   the functional twin of ``F.scaled_dot_product_attention``.
 """
 
@@ -24,8 +25,9 @@ import torch
 from torch import nn
 
 from convnn_ref import functional
-from convnn_ref.config import ConvNNConfig, per_axis
+from convnn_ref.config import ConvNNConfig, check_bool, check_int, per_axis
 from convnn_ref.layers import ConvNNAttention, _ConvNNNd, convnn_layer
+from convnn_ref.validation import as_allowed, check_probability
 
 Convention = Literal["exact", "research"]
 
@@ -66,18 +68,23 @@ def conv_config(
 ) -> ConvNNConfig:
     """The ConvNN configuration of ``nn.ConvNd(..., kernel_size, stride, padding, dilation,
     groups)``; its weight is ``conv.weight.reshape(C_out, C_in/groups, -1)``."""
-    if spatial_dims not in (1, 2, 3):
-        raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims}")
+    if convention not in ("exact", "research"):
+        raise ValueError(f"convention={convention!r} is not one of ('exact', 'research')")
+    spatial_dims = check_int(spatial_dims, "spatial_dims", minimum=1)
+    if spatial_dims > 3:
+        raise ValueError(f"spatial_dims must be 1, 2 or 3, got spatial_dims={spatial_dims}")
+    groups = check_int(groups, "groups", minimum=1)
     kernel = per_axis(kernel_size, spatial_dims, "kernel_size")
     strides = per_axis(stride, spatial_dims, "stride")
     dilations = per_axis(dilation, spatial_dims, "dilation")
+    for name, values in (("kernel_size", kernel), ("stride", strides), ("dilation", dilations)):
+        if any(v < 1 for v in values):
+            raise ValueError(f"{name} must be >= 1 on every axis, got {name}={values}")
     pads = resolve_conv_padding(padding, kernel, dilations, strides)
     if convention == "exact":
         metric, coordinates, scaled = "chebyshev", "integer", True
-    elif convention == "research":
-        metric, coordinates, scaled = "euclidean", "normalized", False
     else:
-        raise ValueError(f"convention={convention!r} is not one of ('exact', 'research')")
+        metric, coordinates, scaled = "euclidean", "normalized", False
     return ConvNNConfig(
         k=math.prod(kernel),
         basis="position",
@@ -191,38 +198,67 @@ def scaled_dot_product_attention(
     memory_budget: int | None = None,
 ) -> torch.Tensor:
     """The ConvNN twin of ``F.scaled_dot_product_attention``: query ``(..., L, E)``, key
-    ``(..., S, E)``, value ``(..., S, Ev)`` -> ``(..., L, Ev)``.
+    ``(..., S, E)``, value ``(..., S, Ev)`` -> ``(..., L, Ev)``; the batch dimensions broadcast.
 
-    ``attn_mask`` as in SDPA: bool True = *may* attend, or float holding only 0 and -inf.
-    ``is_causal`` is the top-left causal mask. ``k`` (default: S) below S gives KVT attention.
-    A fully masked query row returns 0 (SDPA's math path gives NaN there).
+    ``attn_mask`` as in SDPA: bool True = *may* attend, or float holding only 0 and -inf
+    (additive score biases raise NotImplementedError; NaN or +inf ValueError); it broadcasts
+    to ``(..., L, S)``. ``is_causal`` is the top-left causal mask. ``k`` (default None: every
+    allowed key) below S gives KVT attention. A fully masked query row returns 0, as SDPA does
+    (docs/semantics.md). L = 0 or an empty batch returns an empty tensor, as SDPA does; S = 0
+    is refused (ConvNN needs a candidate; SDPA returns zeros).
     """
-    for name, t in (("query", query), ("key", key), ("value", value)):
-        if not isinstance(t, torch.Tensor) or t.dim() < 2:
-            raise ValueError(f"{name} must be a tensor of rank >= 2 (..., L, E)")
+    tensors = {"query": query, "key": key, "value": value}
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() < 2:
+            raise ValueError(f"{name} must have rank >= 2 (..., L or S, E), got shape {tuple(t.shape)}")
+        if not t.is_floating_point():
+            raise TypeError(f"{name} must be a floating tensor, got dtype {t.dtype}")
+    for name in ("key", "value"):
+        t = tensors[name]
+        if t.device != query.device:
+            raise ValueError(f"{name} is on {t.device} but query is on {query.device}; move them to one device")
+        if t.dtype != query.dtype:
+            raise TypeError(f"{name} has dtype {t.dtype} but query has dtype {query.dtype}; cast them to one dtype")
+    nq, nk, e = query.shape[-2], key.shape[-2], query.shape[-1]
+    if key.shape[-1] != e:
+        raise ValueError(f"key must have the query's feature size E={e}, got key of shape {tuple(key.shape)}")
+    if value.shape[-2] != nk:
+        raise ValueError(f"value must have as many rows as key (S={nk}), got value of shape {tuple(value.shape)}")
+    if nk == 0:
+        raise ValueError(f"key must hold at least one key (S >= 1), got shape {tuple(key.shape)}")
+    if e == 0 or value.shape[-1] == 0:
+        raise ValueError(f"query and value must have at least one feature (E >= 1, Ev >= 1), got E={e}, Ev={value.shape[-1]}")
+    try:
+        lead = torch.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
+    except RuntimeError:
+        raise ValueError(
+            f"the batch dimensions of query {tuple(query.shape[:-2])}, key {tuple(key.shape[:-2])} and "
+            f"value {tuple(value.shape[:-2])} must broadcast"
+        ) from None
+    dropout_p = check_probability(dropout_p, "dropout_p")
+    check_bool(is_causal, "is_causal")
     if is_causal and attn_mask is not None:
         raise ValueError("pass either attn_mask or is_causal, not both (as SDPA requires)")
-    lead = torch.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
-    nq, nk = query.shape[-2], key.shape[-2]
-    q = query.expand(*lead, *query.shape[-2:]).reshape(-1, nq, query.shape[-1])
-    kk = key.expand(*lead, *key.shape[-2:]).reshape(-1, nk, key.shape[-1])
-    v = value.expand(*lead, *value.shape[-2:]).reshape(-1, nk, value.shape[-1])
+    config = ConvNNConfig(k=k, basis="feature", similarity="scaled_dot", scale=scale, rho="softmax", kernel="sum")
+    b = math.prod(lead)
     allowed = None
     if attn_mask is not None:
-        if not isinstance(attn_mask, torch.Tensor):
-            raise TypeError(f"attn_mask must be a torch.Tensor, got {type(attn_mask).__name__}")
-        if attn_mask.dtype == torch.bool:
-            mask = attn_mask
-        elif attn_mask.is_floating_point():
-            finite = torch.isfinite(attn_mask)
-            if bool((attn_mask[finite] != 0).any()) or bool((attn_mask[~finite] > 0).any()):
-                raise NotImplementedError("a float attn_mask with values other than 0 and -inf is not supported")
-            mask = finite
-        else:
-            raise TypeError(f"attn_mask must be bool or floating, got {attn_mask.dtype}")
-        allowed = mask.expand(*lead, nq, nk).reshape(-1, nq, nk)
+        mask = as_allowed(attn_mask, "attn_mask", true_means="allowed")
+        if mask.device != query.device:
+            raise ValueError(f"attn_mask is on {mask.device} but query is on {query.device}; move them to one device")
+        try:
+            torch.broadcast_shapes(tuple(mask.shape), (*lead, nq, nk))
+        except RuntimeError:
+            raise ValueError(f"attn_mask of shape {tuple(mask.shape)} must broadcast to (..., L, S) = {(*lead, nq, nk)}") from None
+        if mask.dim() > len(lead) + 2:
+            raise ValueError(f"attn_mask of shape {tuple(mask.shape)} has more dimensions than (..., L, S) = {(*lead, nq, nk)}")
+        allowed = mask.expand(*lead, nq, nk).reshape(b, nq, nk)
     elif is_causal:
         allowed = torch.ones(nq, nk, dtype=torch.bool, device=query.device).tril()[None]
-    config = ConvNNConfig(k=nk if k is None else k, basis="feature", similarity="scaled_dot", scale=scale, rho="softmax", kernel="sum")
+    q = query.expand(*lead, *query.shape[-2:]).reshape(b, nq, e)
+    kk = key.expand(*lead, *key.shape[-2:]).reshape(b, nk, e)
+    v = value.expand(*lead, *value.shape[-2:]).reshape(b, nk, value.shape[-1])
     y = functional.convnn_attention(q, kk, v, config, allowed=allowed, memory_budget=memory_budget, dropout_p=dropout_p)
     return y.reshape(*lead, nq, value.shape[-1])

@@ -1,4 +1,4 @@
-"""Step 1 of ConvNN: similarity scores, larger meaning closer (SPEC §1, §2).
+"""Step 1 of ConvNN: similarity scores, larger meaning closer (`ConvNNConfig`, "Step 1").
 
 Two families: position scores (negative distances between coordinates; data-independent)
 and feature scores (similarities between feature vectors). Hybrid scores are feature
@@ -24,7 +24,16 @@ def position_scores(query: torch.Tensor, cand: torch.Tensor, metric: str, axis_s
     distances therefore give bit-identical scores and the tie rule decides, not rounding.
     Returns ``(Nq, M)`` float64.
     """
-    diff = cand[None, :, :] - query[:, None, :]
+    return paired_position_scores(query[:, None, :], cand[None, :, :], metric, axis_scale)
+
+
+def paired_position_scores(
+    query: torch.Tensor, cand: torch.Tensor, metric: str, axis_scale: torch.Tensor | None = None
+) -> torch.Tensor:
+    """`position_scores` of broadcast pairs: query ``(..., d)`` against cand ``(..., d)`` ->
+    ``(...)``, with the same operations (so a score recomputed for a selected pair is
+    bit-identical to the one it was selected by)."""
+    diff = cand - query
     if axis_scale is not None:
         diff = diff * axis_scale
     if metric == "chebyshev":
@@ -47,18 +56,13 @@ def prepare_features(f: torch.Tensor, similarity: str) -> torch.Tensor:
     return f
 
 
-def pairwise_feature_scores(
-    q: torch.Tensor, k: torch.Tensor, similarity: str, scale: float | None = None, *, scale_queries: bool = False
-) -> torch.Tensor:
+def pairwise_feature_scores(q: torch.Tensor, k: torch.Tensor, similarity: str, scale: float | None = None) -> torch.Tensor:
     """Similarity of every query with every candidate, on `prepare_features` output.
 
     q ``(B, Nq, D)``, k ``(B, M, D)`` -> ``(B, Nq, M)``. euclidean is ``-|q - k|^2``,
     expanded as ``2 q.k - |q|^2 - |k|^2``. scaled_dot scales the dot products, so pairs whose
-    dot products tie exactly still tie (the tie rule decides, not rounding); ``scale_queries``
-    scales the smaller query block instead, for callers that select nothing (dense attention).
+    dot products tie exactly still tie (the tie rule decides, not rounding).
     """
-    if similarity == "scaled_dot" and scale_queries:
-        return (q * (default_scale(q.shape[-1]) if scale is None else scale)) @ k.transpose(-1, -2)
     dots = q @ k.transpose(-1, -2)
     if similarity in ("cosine", "dot"):
         return dots
@@ -82,31 +86,6 @@ def paired_feature_scores(q: torch.Tensor, k: torch.Tensor, similarity: str, sca
     if similarity == "scaled_dot":
         return dots * (default_scale(q.shape[-1]) if scale is None else scale)
     return dots
-
-
-def rank_keys(keys: torch.Tensor, similarity: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Keys as `rank_scores` consumes them, and per-key statistics: unit keys for cosine (so
-    that keys along one direction tie exactly, as the similarity says), ``|k|^2`` for
-    euclidean. keys ``(B, M, D)`` -> ``((B, M, D), (B, M) or None)``."""
-    if similarity == "cosine":
-        return prepare_features(keys, similarity), None
-    if similarity == "euclidean":
-        return keys, keys.square().sum(-1)
-    return keys, None
-
-
-def rank_scores(q: torch.Tensor, keys: torch.Tensor, stats: torch.Tensor | None, similarity: str) -> torch.Tensor:
-    """Scores that rank every row's candidates as the similarity does, with fewer passes: the
-    factors and terms constant along a row (``1/|q|``, ``|q|^2``, a positive scale) are left
-    out. q ``(B, c, D)``, keys and stats from `rank_keys` -> ``(B, c, M)``. For selection
-    only; `paired_feature_scores` recomputes the selected scores exactly."""
-    dots = q @ keys.transpose(-1, -2)
-    if similarity in ("cosine", "dot", "scaled_dot"):
-        return dots
-    if similarity == "euclidean":
-        assert stats is not None
-        return dots.mul_(2.0).sub_(stats[:, None, :])
-    raise ValueError(f"similarity={similarity!r} is not one of ('cosine', 'euclidean', 'dot', 'scaled_dot')")
 
 
 def hybrid_embedding(f: torch.Tensor, coords: torch.Tensor, lam: float) -> torch.Tensor:

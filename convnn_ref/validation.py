@@ -1,24 +1,55 @@
 """Argument checks that need tensors. Each raises TypeError / ValueError naming the argument
-and the constraint it broke, before any torch kernel can fail deep inside."""
+and the constraint it broke, before any torch kernel can fail deep inside (the message format
+is in docs/semantics.md, "Errors"). Checks of plain numbers live in `convnn_ref.config`."""
 
 from __future__ import annotations
 
 import torch
 
-from convnn_ref.config import ConvNNConfig
+from convnn_ref.config import ConvNNConfig, check_int, check_real
 
 _FLOATS = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
 
 
-def check_tensor(value: object, name: str, ndims: tuple[int, ...], what: str) -> torch.Tensor:
-    """``value`` is a floating tensor whose rank is one of ``ndims``."""
+def check_config(config: object) -> ConvNNConfig:
+    """``config`` is a `ConvNNConfig` (validated when it was built)."""
+    if not isinstance(config, ConvNNConfig):
+        raise TypeError(f"config must be a ConvNNConfig, got {type(config).__name__}")
+    return config
+
+
+def check_memory_budget(memory_budget: object) -> int | None:
+    """None (the device's default) or a positive int number of bytes."""
+    if memory_budget is None:
+        return None
+    return check_int(memory_budget, "memory_budget", minimum=1)
+
+
+def check_generator(generator: object) -> torch.Generator | None:
+    """None or a ``torch.Generator``."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    return generator
+
+
+def check_probability(p: object, name: str) -> float:
+    """A dropout probability in ``[0, 1)``."""
+    value = check_real(p, name, low=0.0)
+    if value >= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1), got {name}={value}")
+    return value
+
+
+def check_tensor(value: object, name: str, ndims: tuple[int, ...], what: str, *, allow_empty: bool = False) -> torch.Tensor:
+    """``value`` is a floating tensor whose rank is one of ``ndims`` (and not empty, unless
+    ``allow_empty``)."""
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     if value.dim() not in ndims:
         raise ValueError(f"{name} must have rank {' or '.join(map(str, ndims))} ({what}), got shape {tuple(value.shape)}")
     if value.dtype not in _FLOATS:
         raise TypeError(f"{name} must be a floating tensor (float64/32/16, bfloat16), got dtype {value.dtype}")
-    if value.numel() == 0:
+    if value.numel() == 0 and not allow_empty:
         raise ValueError(f"{name} must not be empty, got shape {tuple(value.shape)}")
     return value
 
@@ -85,3 +116,28 @@ def check_mask(mask: torch.Tensor | None, name: str, shape: tuple[int, ...], dev
     except RuntimeError:
         raise ValueError(f"{name} of shape {tuple(mask.shape)} does not broadcast to {shape}") from None
     return mask
+
+
+def as_allowed(mask: object, name: str, *, true_means: str) -> torch.Tensor:
+    """A PyTorch attention mask as bool *allowed* (True = may be a neighbour).
+
+    bool: True means ``true_means`` ('allowed' as in ``F.scaled_dot_product_attention``,
+    'forbidden' as in ``nn.MultiheadAttention``). float: a mask, not a score bias: 0 allows and
+    -inf forbids; other values (additive score biases) are not supported.
+    """
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(mask).__name__}")
+    if mask.dtype == torch.bool:
+        return mask if true_means == "allowed" else ~mask
+    if mask.is_floating_point():
+        if bool(mask.isnan().any()):
+            raise ValueError(f"float {name} must hold only 0 (allowed) and -inf (forbidden), got NaN")
+        if bool((mask == float("inf")).any()):
+            raise ValueError(f"float {name} must hold only 0 (allowed) and -inf (forbidden), got +inf")
+        finite = torch.isfinite(mask)
+        if bool((mask[finite] != 0).any()):
+            raise NotImplementedError(
+                f"float {name} must hold only 0 (allowed) and -inf (forbidden): additive score biases are not supported"
+            )
+        return finite
+    raise TypeError(f"{name} must be bool or floating, got dtype {mask.dtype}")

@@ -1,4 +1,5 @@
-"""Position-basis aggregation by shifted matrix products, for tables with shift structure.
+"""The shifted route: position-basis aggregation by shifted matrix products, for tables with
+shift structure.
 
 When every query's neighbours sit at the same offsets from its first neighbour (the conv
 configuration at stride 1: ``index[i, t] = base[i] + shift[t]`` in the padded grid),

@@ -1,0 +1,204 @@
+"""The routes: steps 1 to 3 composed per query chunk, within a memory budget.
+
+Token routes (feature and hybrid bases, attention), for one `TokenCall`:
+
+- gather route: per query chunk, order-equivalent scores (`ranking.rank_scores`), `select`,
+  the k selected values gathered by index ``(B, chunk, k, C)``, the selected scores recomputed
+  exactly with autograd, `aggregate.aggregate`. Only one chunk's neighbours exist at a time and
+  backward never holds an ``N x N`` matrix.
+- dense route (sum kernel with large k, attention): per query chunk, the rho weights of every
+  candidate column ``W (B, chunk, M)``, zero off the selected set (`select.selected_mask`), then
+  ``W @ V``: no ``(B, Nq, k, C)`` block. Chunks are checkpointed under autograd, so backward
+  recomputes a chunk's scores instead of keeping all of them.
+
+Position basis: `position_convnn` aggregates a position table, by shifted matrix products
+(`shifted.py`) when the table has shift structure, else by gathering.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+import torch.utils.checkpoint
+
+from convnn_ref import aggregate, scores, select
+from convnn_ref.config import ConvNNConfig
+from convnn_ref.fast.plan import DENSE_SUM_FRACTION, TokenCall, chunk_size
+from convnn_ref.fast.ranking import exact_where_nonfinite, gather_tokens, nonfinite_tokens, rank_keys, rank_scores
+from convnn_ref.fast.shifted import channels_first_grid, shifted_aggregate
+from convnn_ref.fast.table_cache import PositionPlan
+from convnn_ref.positions import Geometry, zero_pad
+from convnn_ref.select import Neighbours
+
+# ----------------------------------------------------------------------------- token routes
+
+
+def token_convnn(call: TokenCall) -> torch.Tensor:
+    """ConvNN on tokens: ``(B, Nq, C_out)``, or ``(B, C_out, Nq)`` with ``call.channels_first``.
+    Takes the dense route for the sum kernel with large k, the gather route otherwise."""
+    return dense_route(call) if _dense_applies(call) else gather_route(call)
+
+
+def _dense_applies(call: TokenCall) -> bool:
+    """The dense route computes the same function as the gather route when the kernel is the
+    sum, the own tokens (forced self) are candidates, and every value it multiplies by a zero
+    weight is finite (0 * inf is NaN): either every candidate is kept or the values are finite."""
+    if call.config.kernel != "sum" or call.rule.k < max(2, DENSE_SUM_FRACTION * call.num_candidates):
+        return False
+    if call.rule.own is not None and call.rule.candidates is not None:
+        return False  # an own token outside the candidates: the gather route handles it
+    if _keeps_everything(call):
+        return True
+    return nonfinite_tokens(call.rule.columns(call.values)) is None
+
+
+def _keeps_everything(call: TokenCall) -> bool:
+    """No mask and k covering every candidate: the dense route selects nothing."""
+    return call.allowed is None and call.rule.keeps_every_candidate(call.num_candidates)
+
+
+def token_neighbours(call: TokenCall) -> Neighbours:
+    """Steps 1 and 2 alone: the selection of every query, then the selected scores with autograd."""
+    parts = list(_selections(call))
+    index = torch.cat([nb.index for _, _, nb in parts], dim=1)
+    valid = None
+    if parts[0][2].valid is not None:
+        valid = torch.cat([nb.valid for _, _, nb in parts], dim=1)  # type: ignore[misc]
+        if bool(valid.all()):
+            valid = None
+    return Neighbours(index, _selected_scores(call.queries, call.keys, index, call.config), valid)
+
+
+def gather_route(call: TokenCall) -> torch.Tensor:
+    """Per query chunk: select, gather the k values by index ``(B, c, k, C)``, aggregate, write
+    the chunk's output."""
+    b, nq = call.queries.shape[:2]
+    c_out = call.values.shape[-1] if call.weight is None else call.weight.shape[0]
+    out = _new_output(call.values, b, nq, c_out, call.channels_first)
+    config = call.config
+    for start, stop, nb in _selections(call):
+        gathered = gather_tokens(call.values, nb.index)
+        score = None if config.rho == "ones" else _selected_scores(call.queries[:, start:stop], call.keys, nb.index, config)
+        y = aggregate.aggregate(gathered, score, nb.valid, call.weight, call.bias, config, call.dropout_p)
+        _write_chunk(out, y, start, stop, call.channels_first)
+    return out
+
+
+def dense_route(call: TokenCall) -> torch.Tensor:
+    """Sum kernel as ``W @ V`` per query chunk, W ``(B, chunk, M)`` holding rho on the selected
+    columns and 0 elsewhere; checkpointed per chunk when autograd is on."""
+    config, rule = call.config, call.rule
+    b, nq = call.queries.shape[:2]
+    keys, vals = rule.columns(call.keys), rule.columns(call.values)
+    m = keys.shape[1]
+    allowed = None if call.allowed is None else rule.columns(call.allowed, -1).expand(b, nq, m)
+    in_columns = rule.in_columns()
+    kn = scores.prepare_features(keys, config.similarity)  # unit vectors for cosine
+    qn = kn if call.queries is keys else scores.prepare_features(call.queries, config.similarity)
+    keep_all = _keeps_everything(call)  # nothing to select: every candidate of every query is kept
+    bad_q, bad_k = nonfinite_tokens(call.queries.detach()), nonfinite_tokens(keys.detach())
+    chunk = chunk_size(b, m, qn.element_size(), call.budget)
+    need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (qn, kn, vals))
+
+    def run_chunk(qn_c: torch.Tensor, kn_: torch.Tensor, vals_: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        keep = None
+        s = _scaled_query_scores(qn_c, kn_, config) if keep_all else scores.pairwise_feature_scores(qn_c, kn_, config.similarity, config.scale)
+        if bad_q is not None or bad_k is not None:
+            rows = None if bad_q is None else bad_q[:, start:stop]
+            s = exact_where_nonfinite(s, call.queries[:, start:stop], keys, (rows, bad_k), config, call.budget)
+        if not keep_all:
+            part = None if allowed is None else allowed[:, start:stop]
+            keep = select.selected_mask(s.detach(), in_columns, slice(start, stop), allowed=part)
+        w = aggregate.rho_weights(s, keep, config.rho, config.rho_scale)
+        if call.dropout_p > 0:
+            w = torch.nn.functional.dropout(w, call.dropout_p)
+        return w @ vals_
+
+    out = _new_output(vals, b, nq, vals.shape[-1], call.channels_first)
+    for start in range(0, nq, chunk):
+        stop = min(nq, start + chunk)
+        if need_grad:
+            part = torch.utils.checkpoint.checkpoint(run_chunk, qn[:, start:stop], kn, vals, start, stop, use_reentrant=False)
+        else:
+            part = run_chunk(qn[:, start:stop], kn, vals, start, stop)
+        _write_chunk(out, part if call.bias is None else part + call.bias, start, stop, call.channels_first)
+    return out
+
+
+def _scaled_query_scores(qn: torch.Tensor, kn: torch.Tensor, config: ConvNNConfig) -> torch.Tensor:
+    """`scores.pairwise_feature_scores` for a block that selects nothing: scaled_dot scales the
+    smaller query block instead of the score block (one pass fewer; ties play no part here)."""
+    if config.similarity == "scaled_dot":
+        scale = scores.default_scale(qn.shape[-1]) if config.scale is None else config.scale
+        return (qn * scale) @ kn.transpose(-1, -2)
+    return scores.pairwise_feature_scores(qn, kn, config.similarity, config.scale)
+
+
+def _selections(call: TokenCall) -> Iterator[tuple[int, int, Neighbours]]:
+    """Selection, one query chunk at a time, without autograd: yields ``(start, stop,
+    neighbours)`` with index ``(B, stop-start, k)`` into the token list. Scores come from
+    `rank_scores` (same order, fewer passes)."""
+    config, rule = call.config, call.rule
+    b, nq = call.queries.shape[:2]
+    keys = rule.columns(call.keys).detach()
+    m = keys.shape[1]
+    allowed = None if call.allowed is None else rule.columns(call.allowed, -1).expand(b, nq, m)
+    with torch.no_grad():
+        ranked, stats = rank_keys(keys, config.similarity)
+        bad_q, bad_k = nonfinite_tokens(call.queries.detach()), nonfinite_tokens(keys)
+    chunk = chunk_size(b, m, call.queries.element_size(), call.budget)
+    for start in range(0, nq, chunk):
+        stop = min(nq, start + chunk)
+        with torch.no_grad():
+            s = rank_scores(call.queries[:, start:stop].detach(), ranked, stats, config.similarity)
+            if bad_q is not None or bad_k is not None:
+                rows = None if bad_q is None else bad_q[:, start:stop]
+                s = exact_where_nonfinite(s, call.queries[:, start:stop], keys, (rows, bad_k), config, call.budget)
+            part = None if allowed is None else allowed[:, start:stop]
+            nb = select.select(s, rule, slice(start, stop), allowed=part)
+        yield start, stop, nb
+
+
+def _selected_scores(queries: torch.Tensor, keys: torch.Tensor, index: torch.Tensor, config: ConvNNConfig) -> torch.Tensor:
+    """Differentiable scores of the selected neighbours: queries ``(B, c, D)``, every token's
+    features ``(B, T, D)``, index ``(B, c, k)`` -> ``(B, c, k)``."""
+    return scores.paired_feature_scores(queries[:, :, None], gather_tokens(keys, index), config.similarity, config.scale)
+
+
+def _new_output(like: torch.Tensor, b: int, nq: int, c_out: int, channels_first: bool) -> torch.Tensor:
+    shape = (b, c_out, nq) if channels_first else (b, nq, c_out)
+    return like.new_empty(shape)
+
+
+def _write_chunk(out: torch.Tensor, y: torch.Tensor, start: int, stop: int, channels_first: bool) -> None:
+    """Write one chunk's ``(B, c, C_out)`` output into the preallocated output."""
+    if channels_first:
+        out[:, :, start:stop] = y.transpose(1, 2)
+    else:
+        out[:, start:stop] = y
+
+
+# ----------------------------------------------------------------------------- position basis
+
+
+def position_convnn(
+    x: torch.Tensor,
+    geometry: Geometry,
+    plan: PositionPlan,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    config: ConvNNConfig,
+) -> torch.Tensor:
+    """Step 3 of the position basis on a table: x ``(B, C, *S)`` (coordinate channels included)
+    -> ``(B, C_out, *S_out)``. The shifted route when the table has shift structure and rho is
+    'ones'; otherwise the neighbours are gathered from the zero-padded grid's tokens."""
+    b, c = x.shape[:2]
+    if plan.shifts is not None and config.rho == "ones" and weight is not None:
+        x2 = channels_first_grid(x, geometry.padding)
+        y = shifted_aggregate(x2, b, plan.shifts, weight, bias, config.groups)
+        return y.reshape(b, -1, *geometry.out)
+    tokens = zero_pad(x, geometry.padding).reshape(b, c, -1).transpose(1, 2).contiguous()
+    gathered = aggregate.gather_neighbours(tokens, plan.index)
+    y = aggregate.aggregate(gathered, plan.score, None, weight, bias, config)
+    return y.transpose(1, 2).reshape(b, -1, *geometry.out)

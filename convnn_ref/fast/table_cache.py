@@ -1,0 +1,63 @@
+"""Cached position tables: the table (`convnn_ref.table`) depends only on the geometry, the
+selection knobs and the device, so it is computed once per shape (LRU, 64 entries) together
+with its shift structure (`shifted.py`). Random candidate draws are never cached."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+
+from convnn_ref.config import ConvNNConfig
+from convnn_ref.fast.shifted import ShiftStructure, shift_structure
+from convnn_ref.positions import Geometry
+from convnn_ref.table import compute_position_table
+
+_TABLE_CACHE_SIZE = 64
+
+
+@dataclass(frozen=True)
+class PositionPlan:
+    """A position-basis table: index and scores ``(Nq, k)`` and its shift structure."""
+
+    index: torch.Tensor
+    score: torch.Tensor
+    shifts: ShiftStructure | None
+
+
+_plan_cache: OrderedDict[tuple, PositionPlan] = OrderedDict()
+
+
+def position_plan(
+    geometry: Geometry, config: ConvNNConfig, device: torch.device, candidates: torch.Tensor | None
+) -> PositionPlan:
+    """The table of ``geometry`` and ``config`` on ``device``, from the cache when it is there."""
+    if candidates is not None and config.candidates == "random":
+        index, score = compute_position_table(geometry, config, device, candidates)
+        return PositionPlan(index, score, None)
+    key = (
+        geometry,
+        config.k,
+        config.kernel_size is not None,  # kernel scaling applies only with a kernel_size
+        config.metric,
+        config.coordinates,
+        config.kernel_scaled,
+        config.self_slot,
+        config.slot_order,
+        config.candidates,
+        config.num_candidates,
+        config.grid_margin,
+        config.grid_rounding,
+        str(device),
+    )
+    plan = _plan_cache.get(key)
+    if plan is not None:
+        _plan_cache.move_to_end(key)
+        return plan
+    index, score = compute_position_table(geometry, config, device, candidates)
+    plan = PositionPlan(index, score, shift_structure(index, geometry.padded, geometry.out))
+    _plan_cache[key] = plan
+    if len(_plan_cache) > _TABLE_CACHE_SIZE:
+        _plan_cache.popitem(last=False)
+    return plan

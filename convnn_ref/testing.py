@@ -1,0 +1,39 @@
+"""The testing API: what test suites and third-party adapters may use besides the public API
+(`convnn_ref` and `convnn_ref.config`). Everything else in the package is internal and may move.
+
+- The oracle: `naive_convnn` (image form) and `naive_attention` (sequence form), deliberately
+  naive, loop-based implementations of `ConvNNConfig`, written independently of the reference.
+  Small inputs only.
+- Geometry: `resolve_geometry` and `Geometry`: the padded candidate grid and the query grid of
+  a configuration on an input shape (what an adapter needs to lay out its own output).
+- The argument checks an adapter needs to raise the reference's errors: `check_k` (k against a
+  candidate count), `check_mask` (a boolean ``allowed`` mask), `check_tensor`, `check_weight`,
+  `as_allowed` (PyTorch attention masks, bool or 0/-inf float, as *allowed*).
+- The position table: `position_table`, the selection of the position basis as a table
+  ``(Nq, k)`` (index into the padded grid, scores), and `Neighbours`, what the selection
+  functions return.
+
+The error messages name the argument and the constraint (docs/semantics.md, "Errors").
+"""
+
+from __future__ import annotations
+
+from convnn_ref.functional import position_table
+from convnn_ref.naive import naive_attention, naive_convnn
+from convnn_ref.positions import Geometry, resolve_geometry
+from convnn_ref.select import Neighbours
+from convnn_ref.validation import as_allowed, check_k, check_mask, check_tensor, check_weight
+
+__all__ = [
+    "Geometry",
+    "Neighbours",
+    "as_allowed",
+    "check_k",
+    "check_mask",
+    "check_tensor",
+    "check_weight",
+    "naive_attention",
+    "naive_convnn",
+    "position_table",
+    "resolve_geometry",
+]
