@@ -40,7 +40,7 @@ import torch
 
 import convnn_ref
 from convnn_ref.config import ConvNNConfig
-from convnn_ref.positions import resolve_geometry
+from convnn_ref.testing import resolve_geometry
 from suites.implementations import ReferenceImplementation
 
 

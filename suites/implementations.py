@@ -41,7 +41,7 @@ import torch
 
 import convnn_ref
 from convnn_ref.config import ConvNNConfig
-from convnn_ref.validation import check_k, check_mask
+from convnn_ref.testing import check_k, check_mask, resolve_geometry
 
 ENTRY_POINT_GROUP = "convnn_ref.implementations"
 
@@ -299,7 +299,7 @@ class TorchOpsImplementation(Implementation):
         if config.basis != "position":
             raise NotImplementedError("torch-ops computes the image form only in the conv configuration")
         d = x.dim() - 2
-        geometry = convnn_ref.positions.resolve_geometry(config, tuple(x.shape[2:]))
+        geometry = resolve_geometry(config, tuple(x.shape[2:]))
         pad: list[int] = []
         for lo, hi in reversed(geometry.padding):
             pad += [lo, hi]

@@ -9,8 +9,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "convnn_ref"
 
@@ -132,13 +130,6 @@ def _suite_offenders() -> list[str]:
     return sorted(set(found))
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "the suites still reach internal modules (convnn_ref.naive, .positions, .validation) until "
-        "they switch to convnn_ref.testing; the failure message lists every place"
-    ),
-)
 def test_suites_use_the_public_and_testing_apis() -> None:
     """Modules under suites/ import convnn_ref, convnn_ref.config and convnn_ref.testing only."""
     offenders = _suite_offenders()

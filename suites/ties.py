@@ -17,7 +17,7 @@ import torch
 
 import convnn_ref as cr
 from convnn_ref.config import ConvNNConfig
-from convnn_ref.positions import resolve_geometry
+from convnn_ref.testing import resolve_geometry
 from suites import tolerance
 
 F64 = torch.float64

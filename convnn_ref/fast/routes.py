@@ -17,6 +17,7 @@ Position basis: `position_convnn` aggregates a position table, by shifted matrix
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import torch
@@ -34,10 +35,36 @@ from convnn_ref.select import Neighbours
 # ----------------------------------------------------------------------------- token routes
 
 
+#: Half-precision inputs are scored, selected and aggregated in float32, the output rounded back
+#: (as PyTorch's attention does on the CPU): float16 scores overflow past 65504, and a softmax's
+#: backward in half precision cancels against its own rounded output.
+COMPUTE_DTYPES = {torch.float16: torch.float32, torch.bfloat16: torch.float32}
+
+
 def token_convnn(call: TokenCall) -> torch.Tensor:
     """ConvNN on tokens: ``(B, Nq, C_out)``, or ``(B, C_out, Nq)`` with ``call.channels_first``.
     Takes the dense route for the sum kernel with large k, the gather route otherwise."""
+    wide = _widened(call)
+    if wide is not call:
+        return token_convnn(wide).to(call.values.dtype)
     return dense_route(call) if _dense_applies(call) else gather_route(call)
+
+
+def _widened(call: TokenCall) -> TokenCall:
+    """``call`` with its tensors in the compute dtype (`COMPUTE_DTYPES`); ``call`` itself when
+    its dtype computes as it is. Queries that are the keys stay one tensor."""
+    wide = COMPUTE_DTYPES.get(call.values.dtype)
+    if wide is None:
+        return call
+    keys = call.keys.to(wide)
+    return dataclasses.replace(
+        call,
+        queries=keys if call.queries is call.keys else call.queries.to(wide),
+        keys=keys,
+        values=call.values.to(wide),
+        weight=None if call.weight is None else call.weight.to(wide),
+        bias=None if call.bias is None else call.bias.to(wide),
+    )
 
 
 def _dense_applies(call: TokenCall) -> bool:
@@ -59,7 +86,12 @@ def _keeps_everything(call: TokenCall) -> bool:
 
 
 def token_neighbours(call: TokenCall) -> Neighbours:
-    """Steps 1 and 2 alone: the selection of every query, then the selected scores with autograd."""
+    """Steps 1 and 2 alone: the selection of every query, then the selected scores with autograd
+    (in the input's dtype; selected in the compute dtype as `token_convnn` does)."""
+    wide = _widened(call)
+    if wide is not call:
+        nb = token_neighbours(wide)
+        return Neighbours(nb.index, nb.score.to(call.values.dtype), nb.valid)
     parts = list(_selections(call))
     index = torch.cat([nb.index for _, _, nb in parts], dim=1)
     valid = None

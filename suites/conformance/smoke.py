@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import convnn_ref as cr
 from convnn_ref.config import ConvNNConfig
-from convnn_ref.naive import naive_attention
+from convnn_ref.testing import naive_attention
 from suites import tolerance
 from suites.implementations import Implementation
 

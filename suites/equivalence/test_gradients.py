@@ -14,7 +14,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import convnn_ref as cr
-from convnn_ref.naive import naive_convnn
+from convnn_ref.testing import naive_convnn
 from suites import tolerance
 from suites.equivalence._common import (
     DEVICES,

@@ -17,7 +17,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from convnn_ref.config import ConvNNConfig
-from convnn_ref.naive import naive_attention, naive_convnn
+from convnn_ref.testing import naive_attention, naive_convnn
 from suites import tolerance
 from suites.equivalence._common import DEVICES, dtypes, gold_pair, options, reject, require_tie_rule, skip_outside
 from suites.implementations import Implementation, Shapes

@@ -13,8 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import convnn_ref as cr
-from convnn_ref.naive import naive_convnn
-from convnn_ref.positions import resolve_geometry
+from convnn_ref.testing import naive_convnn, resolve_geometry
 from suites import tolerance
 from suites.equivalence._common import DEVICES, dtypes, skip_outside
 from suites.implementations import Implementation

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import convnn_ref as cr
-from convnn_ref.positions import resolve_geometry
+from convnn_ref.testing import resolve_geometry
 from suites import tolerance
 from suites.strategies import randn
 
