@@ -87,7 +87,7 @@ def test_journal_resumes_and_retries(tmp_path: Path) -> None:
     assert journal.started_ids(records) == {"a", "b"}
 
 
-def test_default_preset_holds_every_issue_6_configuration() -> None:
+def test_default_preset_holds_the_rows_of_every_bar() -> None:
     ids = {c.id for c in get_preset("default").cases("cpu", ("reference",))}
     for side in (8, 16, 32, 56, 64):
         assert f"reference-feature-k9-{side}x{side}-C64-B8-float32-cpu-fwd" in ids
@@ -97,7 +97,15 @@ def test_default_preset_holds_every_issue_6_configuration() -> None:
         assert f"conv2d-position-k9-{side}x{side}-C64-B8-float32-cpu-fwdbwd" in ids
     assert "dense-naive-feature-k9-64x64-C64-B16-float32-cpu-fwd" in ids
     assert "sdpa-math-attention-k1024-32x32-C64-B8-float32-cpu-fwd" in ids
-    assert set(PRESETS) == {"smoke", "default", "canonical", "full"}
+    assert set(PRESETS) == {"smoke", "default", "canonical", "full", "tiny"}
+    preset = get_preset("default")
+    for bar in preset.bars:  # every bar has ConvNN rows and baseline rows in the preset
+        convnn = [c for c in preset.cases("cpu") if c.implementation == "reference" and c.mode == bar.mode
+                  and c.direction == bar.direction and c.B == bar.B and (bar.k is None or c.k == bar.k)
+                  and (bar.sides is None or c.side in bar.sides)]
+        assert convnn, bar.name
+        assert any(c.implementation == bar.baseline and c.side == convnn[0].side and c.B == bar.B
+                   for c in preset.cases("cpu")), bar.name
 
 
 def test_every_registry_implementation_case_builds() -> None:
