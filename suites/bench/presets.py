@@ -44,9 +44,11 @@ class Bar:
     """A headline comparison: the ratio ConvNN / ``baseline`` of ``metric`` (``time``: median
     time; ``memory``: peak tensor memory) on ConvNN rows of ``mode`` with ``k`` neighbours (None:
     k = N), ``direction``, batch ``B``, ``C`` channels, ``dtype``, at each of ``sides`` (None:
-    every side measured). ``target``: the ratio aimed at (None: reported without one)."""
+    every side measured). ``what`` says what is compared, ``name`` adds sizes, batch and
+    direction; ``target``: the ratio aimed at (None: reported without one)."""
 
     name: str
+    what: str
     mode: str
     baseline: str
     metric: str
@@ -61,23 +63,22 @@ class Bar:
 
 def _bars(what: str, mode: str, baseline: str, metric: str, sides: tuple[int, ...] | None, k: int | None,
           *, target: float | None = None, B: int = 8) -> list[Bar]:
-    """One bar per direction, named ``"<what>, <direction>"``."""
-    return [Bar(f"{what}, {d}", mode, baseline, metric, d, sides, k, B=B, target=target) for d in BOTH]
+    """One bar per direction, named ``"<what> at <sizes>, B=<B>, <direction>"``."""
+    at = f" at {', '.join(f'{s}²' for s in sides)}" if sides else ""
+    return [Bar(f"{what}{at}, B={B}, {d}", what, mode, baseline, metric, d, sides, k, B=B, target=target) for d in BOTH]
 
 
 BARS: tuple[Bar, ...] = (
-    *_bars("feature k=9 cosine vs dense-naive, time at 56²", "feature", "dense-naive", "time", (56,), 9, target=1 / 6),
-    *_bars("feature k=9 cosine vs fused SDPA, time at 32², 56², 64²", "feature", "sdpa", "time", (32, 56, 64), 9, target=1.2),
-    *_bars("feature k=9 cosine vs fused SDPA, time at 8², 16²", "feature", "sdpa", "time", (8, 16), 9, target=2.0),
-    *_bars("position 3×3 vs F.conv2d, time at 32², 56²", "position", "conv2d", "time", (32, 56), 9, target=1.5),
+    *_bars("feature k=9 cosine vs dense-naive, time", "feature", "dense-naive", "time", (56,), 9, target=1 / 6),
+    *_bars("feature k=9 cosine vs fused SDPA, time", "feature", "sdpa", "time", (32, 56, 64), 9, target=1.2),
+    *_bars("feature k=9 cosine vs fused SDPA, time", "feature", "sdpa", "time", (8, 16), 9, target=2.0),
+    *_bars("position 3×3 vs F.conv2d, time", "position", "conv2d", "time", (32, 56), 9, target=1.5),
     *_bars("depthwise position 3×3 vs depthwise F.conv2d, time", "position-depthwise", "conv2d-depthwise", "time", None, 9),
     *_bars("attention k=N vs SDPA math backend, time", "attention", "sdpa-math", "time", None, None, target=1.3),
     *_bars("attention k=N vs fused SDPA, time", "attention", "sdpa", "time", None, None),
     *_bars("KVT k=9 vs dense masked KVT, time", "kvt", "kvt-dense", "time", None, 9),
-    *_bars("feature k=9 cosine vs dense-naive, peak memory at 64², B=16", "feature", "dense-naive", "memory", (64,), 9,
-           target=1 / 8, B=16),
-    *_bars("feature k=9 cosine vs fused SDPA, peak memory at 64², B=16", "feature", "sdpa", "memory", (64,), 9,
-           target=4.0, B=16),
+    *_bars("feature k=9 cosine vs dense-naive, peak memory", "feature", "dense-naive", "memory", (64,), 9, target=1 / 8, B=16),
+    *_bars("feature k=9 cosine vs fused SDPA, peak memory", "feature", "sdpa", "memory", (64,), 9, target=4.0, B=16),
 )
 
 
