@@ -10,6 +10,8 @@ STAMP := $(if $(VENV),$(VENV)/.installed,.no-venv)
 HYPOTHESIS_PROFILE ?= ci
 PRESET ?= default
 BENCH_ARGS ?=
+RESULTS ?= results/bench
+REPORT_OUT ?= reports/out
 IMPL ?= reference
 
 .PHONY: help setup verify verify-nightly test lint typecheck bench report conformance clean
@@ -18,7 +20,7 @@ help:
 	@echo "make bench        benchmark sweep (PRESET=default|canonical|full, DEVICE=cpu|cuda) + report in reports/out/"
 	@echo "make verify       lint, type check, equivalence suite (ci profile), benchmark smoke test"
 	@echo "make conformance  IMPL=module:object  conformance report in reports/conformance/<name>/"
-	@echo "make report       rebuild the report from results/bench/*.json"
+	@echo "make report       rebuild the report from $(RESULTS) (JSON, or a stopped sweep's journal) into $(REPORT_OUT)"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,11 +48,12 @@ verify-nightly:
 	$(MAKE) test HYPOTHESIS_PROFILE=nightly
 
 bench: setup
-	$(PY) -m suites.bench --preset $(PRESET) --out results/bench $(if $(DEVICE),--device $(DEVICE)) $(BENCH_ARGS)
-	$(PY) -m reports build results/bench --out reports/out
+	$(PY) -m suites.bench --preset $(PRESET) --out $(RESULTS) $(if $(DEVICE),--device $(DEVICE)) $(BENCH_ARGS)
+	$(PY) -m reports build $(RESULTS) --out $(REPORT_OUT)
 
+# Without results the report command says what to run (exit 2), no traceback.
 report: setup
-	$(PY) -m reports build results/bench --out reports/out
+	@$(PY) -m reports build $(RESULTS) --out $(REPORT_OUT)
 
 conformance: setup
 	$(PY) -m suites.conformance $(foreach i,$(IMPL),--impl $(i)) --out reports/conformance --hypothesis-profile $(HYPOTHESIS_PROFILE) $(CONFORMANCE_ARGS)
