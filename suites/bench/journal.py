@@ -20,7 +20,7 @@ from typing import Any
 
 from suites.jsonl import Record, append, read
 
-__all__ = ["append", "done_ids", "lock_path", "meta", "peaks", "read", "read_all", "refusal", "rows", "started_ids"]
+__all__ = ["append", "done_ids", "lock_path", "peaks", "read", "read_all", "refusal", "rows", "started_ids"]
 
 #: Environment of a pytest started by the runner: the lock descriptor it passes down and the
 #: run's identifier (on every ``start`` record, so the runner knows which cases this run began).
@@ -78,8 +78,3 @@ def started_ids(records: list[Record], run: str | None = None) -> set[str]:
 def peaks(records: list[Record]) -> dict[tuple[str, str], float]:
     return {(r["device"], r["dtype"]): r["gflops"] for r in records if r.get("type") == "peak"}
 
-
-def meta(records: list[Record]) -> Record | None:
-    """The last run's header record, if any."""
-    found = [r for r in records if r.get("type") == "meta"]
-    return found[-1] if found else None
