@@ -148,7 +148,7 @@ def wrong_reason(row: pd.Series, notes: list[dict[str, Any]]) -> str:
                            + "; TF32 rounds float32 products to a 10-bit mantissa (errors near 1e-3)")
         elif pd.isna(row.get("allow_tf32_cudnn")):
             reasons.append("TF32 settings not recorded (results written before they were)")
-    reasons += [n["text"] for n in notes if n.get("file") == row.get("file") and _matches(n.get("where") or {}, row)]
+    reasons += [n["text"] for n in notes if n.get("where") and n.get("file") == row.get("file") and _matches(n["where"], row)]
     return "; ".join(reasons) or "not known"
 
 
@@ -218,7 +218,7 @@ def time_pivot(df: pd.DataFrame, mode: str, baselines: dict[str, dict[str, Any]]
     return out.drop(columns=[c for c in ("r",) if c in out and out[c].isna().all()])
 
 
-def _provenance(sources: list[Source], built: str) -> list[str]:
+def _provenance(sources: list[Source], notes: list[dict[str, Any]], built: str) -> list[str]:
     lines = []
     for s in sources:
         commit = f"{s.commit}{' (dirty)' if s.dirty else ''}" if s.commit != "unknown" else "unknown (not recorded)"
@@ -235,6 +235,9 @@ def _provenance(sources: list[Source], built: str) -> list[str]:
             lines.append("  Records no baselines or bars (written before they were): no ratios from this file.")
         if not s.has_rss:
             lines.append("  Records no process RSS (written before it was).")
+        for note in (n for n in notes if n.get("file") == s.file):
+            where = ", ".join(f"{k}={v}" for k, v in (note.get("where") or {}).items())
+            lines.append(f"  Note{' on rows with ' + where if where else ''}: {note['text']}")
     lines.append(f"- Report built at commit {built}.")
     return lines
 
@@ -250,7 +253,7 @@ def summary_markdown(results: Results, ratio_table: pd.DataFrame, bar_table: pd.
               "Forward, ratio = ConvNN / baseline (time, or peak tensor memory) over the sizes measured; "
               "bars below give every size and forward+backward.", ""]
     lines += wins_losses(df, ratio_table, results.bars) or ["_(no bars measured: the results record no baselines or bars)_"]
-    lines += ["", "## Where these numbers come from", "", *_provenance(results.sources, built)]
+    lines += ["", "## Where these numbers come from", "", *_provenance(results.sources, results.notes, built)]
     timers = sorted(df["timer"].dropna().unique())
     methods = sorted(df["memory_method"].dropna().unique())
     rss = sorted(df["rss_method"].dropna().unique())
@@ -273,8 +276,10 @@ def summary_markdown(results: Results, ratio_table: pd.DataFrame, bar_table: pd.
     lines.append(markdown_table(ratio_table, show))
     lines += ["## Memory: peak tensor memory and process RSS", "",
               "Tensor: the allocator's high-water mark during one call (device memory on GPUs). RSS: the whole "
-              "process's resident set, its peak over warm-up and timed rounds and its growth over that peak's "
-              "starting level (host memory; sees allocator fragmentation and cached blocks).", ""]
+              "process's resident set (host memory), its peak over warm-up and timed rounds, and its growth above "
+              "the level at the case's start. RSS sees allocator fragmentation and cached blocks, which tensor counts "
+              "cannot; memory the process already holds from earlier cases is reused without growing it, so a "
+              "growth near 0 means the case fit in what the process had.", ""]
     mem = memory_table(df)
     lines.append(markdown_table(mem, [m, "implementation", "mode", "k", "side", "B", "dtype", "direction",
                                       "tensor_peak_MiB", "rss_growth_MiB", "rss_peak_MiB"]))

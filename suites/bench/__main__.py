@@ -270,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     command = command_line(argv)
     preset = get_preset(args.preset)
     if args.annotate:
-        annotate(Path(args.annotate), args.preset, args.note, command)
+        plain = shlex.join(["python", "-m", "suites.bench", "--preset", args.preset, "--annotate", args.annotate])
+        annotate(Path(args.annotate), args.preset, args.note, plain + (f" (+{len(args.note)} --note)" if args.note else ""))
         print(f"convnn bench: added the baselines and bars of preset {args.preset} to {args.annotate}", flush=True)
         return 0
     device = args.device or ("cuda" if gpu_count() > 0 else "cpu")

@@ -65,23 +65,25 @@ def _wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT_S)
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
 def test_sigkill_of_the_runner_leaves_no_orphan_and_a_rerun_resumes_with_the_right_counts(tmp_path: Path) -> None:
-    """SIGKILL the runner mid-sweep: its pytest child is gone within seconds and writes nothing
-    more; the lock file still names the dead runner, yet the same command runs again at once,
-    says how many cases are left out of the preset's, runs only those (the one cut short
-    included, not marked crashed) and ends with every case once."""
+    """SIGKILL the runner mid-sweep (its pytest paused after two cases, so the kill is surely
+    mid-sweep): the pytest child is gone within seconds and writes nothing more; the lock file
+    still names the dead runner, yet the same command runs again at once, says how many cases
+    are left out of the preset's, runs only those (the one cut short included, not marked
+    crashed) and ends with every case once."""
     runner = _start(tmp_path)
     try:
         _wait_for(lambda: len(_rows(tmp_path)) >= 2 and bool(_holder(tmp_path).get("child")), "two finished cases")
         child = int(str(_holder(tmp_path)["child"]))
+        os.kill(child, signal.SIGSTOP)
+        done = _rows(tmp_path)
         runner.kill()
         runner.wait(timeout=30)
     finally:
         if runner.poll() is None:
             runner.kill()
     _wait_for(lambda: not _alive(child), f"the orphaned pytest (PID {child}) to die", timeout=15)
-    done = _rows(tmp_path)
-    assert 2 <= len(done) < TINY, "the kill came too late to be mid-sweep"
-    time.sleep(1.0)
+    assert 2 <= len(done) < TINY
+    time.sleep(0.5)
     assert _rows(tmp_path) == done, "rows were written after the runner died"
     assert _holder(tmp_path).get("pid") == runner.pid  # a stale lock: its holder is dead
 
@@ -98,19 +100,22 @@ def test_sigkill_of_the_runner_leaves_no_orphan_and_a_rerun_resumes_with_the_rig
 
 
 def test_a_second_sweep_on_the_same_journal_is_refused_naming_the_holder(tmp_path: Path) -> None:
-    """While one sweep runs, the same command is refused at once (exit 75) with a message naming
-    the journal and the PID holding it, and writes nothing; SIGTERM to the first stops it and its
-    child cleanly (exit 128 + 15), rows kept for a rerun."""
+    """While one sweep runs (its pytest paused, so it surely still runs), the same command is
+    refused at once (exit 75) with a message naming the journal and the PIDs holding it, and
+    writes nothing; SIGTERM to the first stops it and its child cleanly (exit 128 + 15), rows
+    kept for a rerun."""
     first = _start(tmp_path)
     try:
         _wait_for(lambda: bool(_holder(tmp_path).get("child")), "the first sweep's pytest")
         child = int(str(_holder(tmp_path)["child"]))
-        metas = [r for r in journal.read(_journal(tmp_path)) if r.get("type") == "meta"]
+        os.kill(child, signal.SIGSTOP)
+        before = journal.read(_journal(tmp_path))
         second = subprocess.run(_command(tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=WAIT_S)
         message = second.stdout + second.stderr
         assert second.returncode == 75, message
-        assert str(_journal(tmp_path)) in message and f"PID {first.pid}" in message, message
-        assert [r for r in journal.read(_journal(tmp_path)) if r.get("type") == "meta"] == metas
+        assert str(_journal(tmp_path)) in message and f"PID {first.pid}, its pytest PID {child}" in message, message
+        assert journal.read(_journal(tmp_path)) == before
+        os.kill(child, signal.SIGCONT)
         first.send_signal(signal.SIGTERM)
         out, _ = first.communicate(timeout=60)
     finally:
