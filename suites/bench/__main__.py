@@ -201,7 +201,7 @@ def header(preset_name: str, cases: list[Case], command: str) -> dict[str, Any]:
 def write_results(path: Path, doc: dict[str, Any]) -> None:
     """Write ``doc`` as JSON, its first line naming the command that wrote it; atomically."""
     first = {"generated_by": doc.pop("generated_by")}
-    text = json.dumps({**first, **doc}, indent=1, default=str, ensure_ascii=False)
+    text = json.dumps({**first, **doc}, indent=1, default=str)
     text = "{" + text[1:].lstrip("\n ")  # '{"generated_by": ...' on line one
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(text + "\n", encoding="utf-8")
