@@ -37,13 +37,14 @@ def _git(*args: str) -> str:
 
 
 def built_at() -> str:
-    """The commit of the report code running now (``-dirty`` when reports/ has uncommitted
-    changes), or "unknown" outside a git checkout."""
+    """The commit of the report code running now (``-dirty`` when the code under reports/, not
+    its samples or output, has uncommitted changes), or "unknown" outside a git checkout."""
     here = str(Path(__file__).resolve().parent)
     commit = _git("-C", here, "rev-parse", "--short=12", "HEAD")
     if not commit:
         return "unknown"
-    return commit + ("-dirty" if _git("-C", here, "status", "--porcelain", "--untracked-files=no", "--", ".") else "")
+    changed = _git("-C", here, "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)samples", ":(exclude)out")
+    return commit + ("-dirty" if changed else "")
 
 
 def _write_csv(path: Path, df: pd.DataFrame, generated: str) -> Path:
