@@ -93,11 +93,14 @@ class Preset:
 
     def cases(self, device: str | None = None, impls: Iterable[str] = ("reference",)) -> list[Case]:
         """The preset's cases on ``device`` (its default when None), with ConvNN rows for
-        every implementation in ``impls``; duplicates removed, order kept."""
+        every implementation in ``impls``, duplicates removed, in sweep order: grouped by shape
+        (side, B, C, dtype, direction), the declared order kept within a group, so that each
+        ConvNN case runs next to the baselines it is divided by and, on a shared host, both
+        see the same load."""
         seen: dict[str, Case] = {}
         for case in self.build(device or self.device, tuple(impls)):
             seen.setdefault(case.id, case)
-        return list(seen.values())
+        return sorted(seen.values(), key=lambda c: (c.side, c.B, c.C, c.dtype, c.direction))
 
 
 def _sweep(
