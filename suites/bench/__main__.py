@@ -61,6 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--impl", action="append", default=None, help="implementation(s) timed as ConvNN (default: reference)")
     p.add_argument("--gpus", type=int, default=None, help="GPUs to spread over (default: all visible, CUDA sweeps only)")
     p.add_argument("--case-timeout", type=float, default=900.0, help="hard per-case limit in seconds (pytest-timeout)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads of the timed process (OMP_NUM_THREADS; default: torch's). On a host shared with other "
+                        "jobs, 1 avoids OpenMP threads spinning at barriers while the other core is taken")
     p.add_argument("--retry", action="append", choices=("crashed", "error", "oom", "time_limit", "wrong"),
                    help="on resume, rerun cases whose recorded status is this (repeatable)")
     p.add_argument("--budget-s", type=float, default=None,
@@ -108,6 +111,8 @@ def pytest_command(args: argparse.Namespace, device: str, journal_path: Path, gp
     env = dict(os.environ)
     env[lifeline.PARENT_ENV] = str(os.getpid())
     env[journal.RUN_ENV] = args.run
+    if args.threads is not None:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)
     if args.deadline is not None:
         env["CONVNN_BENCH_DEADLINE"] = f"{args.deadline:.3f}"
     if gpus > 1 and not _installed("xdist"):
@@ -275,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"convnn bench: added the baselines and bars of preset {args.preset} to {args.annotate}", flush=True)
         return 0
     device = args.device or ("cuda" if gpu_count() > 0 else "cpu")
+    if args.threads is not None:  # the header's torch_threads then says what the child runs with
+        import torch
+
+        torch.set_num_threads(args.threads)
     impls = _impls(args)
     case_list = preset.cases(device, tuple(impls))
     if args.list:
