@@ -190,7 +190,7 @@ def memory_vs_resolution(results: Results, path: Path, footer: str) -> Path | No
                                 rss_mib=lambda t: t["rss_growth_bytes"] / 2**20)
     metrics = [("tensor_mib", "peak tensor memory (MiB)")]
     if g["rss_mib"].notna().any():
-        metrics.append(("rss_mib", "process RSS growth (MiB)"))
+        metrics.append(("rss_mib", "process RSS growth (MiB; 0 is not drawn)"))
     panels = [(t, m) for t in _dtypes(g) for m in metrics]
     fig, axes = _panel_grid(len(panels), 7.4, 4.4, len(metrics))
     several = g["machine"].nunique() > 1
