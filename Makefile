@@ -14,6 +14,8 @@ HYPOTHESIS_PROFILE ?= ci
 HYPOTHESIS_SEED ?=
 PRESET ?= default
 BENCH_ARGS ?=
+RESULTS ?= results/bench
+REPORT_OUT ?= reports/out
 IMPL ?= reference
 
 .PHONY: help setup verify verify-nightly test lint typecheck bench report conformance mutants lock clean
@@ -22,7 +24,7 @@ help:
 	@echo "make bench        benchmark sweep (PRESET=default|canonical|full, DEVICE=cpu|cuda) + report in reports/out/"
 	@echo "make verify       lint, type check, equivalence suite (ci profile), benchmark smoke test"
 	@echo "make conformance  IMPL=module:object  conformance report in reports/conformance/<name>/"
-	@echo "make report       rebuild the report from results/bench/*.json"
+	@echo "make report       rebuild the report from $(RESULTS) (JSON, or a stopped sweep's journal) into $(REPORT_OUT)"
 	@echo "make mutants      plant the catalogue of bugs one at a time, report the kill rate in reports/mutants/"
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
@@ -51,11 +53,12 @@ verify-nightly:
 	$(MAKE) test HYPOTHESIS_PROFILE=nightly
 
 bench: setup
-	$(PY) -m suites.bench --preset $(PRESET) --out results/bench $(if $(DEVICE),--device $(DEVICE)) $(BENCH_ARGS)
-	$(PY) -m reports build results/bench --out reports/out
+	$(PY) -m suites.bench --preset $(PRESET) --out $(RESULTS) $(if $(DEVICE),--device $(DEVICE)) $(BENCH_ARGS)
+	$(PY) -m reports build $(RESULTS) --out $(REPORT_OUT)
 
+# Without results the report command says what to run (exit 2), no traceback.
 report: setup
-	$(PY) -m reports build results/bench --out reports/out
+	@$(PY) -m reports build $(RESULTS) --out $(REPORT_OUT)
 
 # The runner exits 0 (all hold), 1 (some property did not pass) or 3 (could not run); make turns
 # any of them but 0 into its own 2, so the recipe says which it was.

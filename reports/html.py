@@ -1,16 +1,17 @@
-"""One self-contained HTML page: the summary tables and every figure, the PNGs embedded as
-base64 data URIs (no external files, no scripts)."""
+"""One self-contained HTML page: the Markdown summary rendered (headings, paragraphs, lists,
+pipe tables, inline code and bold: the subset `tables.summary_markdown` writes) with every figure
+embedded as a base64 data URI (no external files, no scripts). Its first line says it is
+generated and by what."""
 
 from __future__ import annotations
 
 import base64
 import html
+import re
 from pathlib import Path
 
-import pandas as pd
-
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1250px; color: #222; }
 table { border-collapse: collapse; font-size: 12px; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
 th { background: #f0f0f0; }
@@ -20,32 +21,78 @@ code { background: #f4f4f4; padding: 0 3px; }
 """
 
 
-def _img(path: Path) -> str:
+def _inline(text: str) -> str:
+    out = html.escape(text.rstrip(), quote=False).replace("\\|", "|")
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    out = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
+    return re.sub(r"(?<![\w])_\((.+?)\)_(?![\w])", r"<em>(\1)</em>", out)
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+
+
+def _table(block: list[str]) -> str:
+    head, body = _cells(block[0]), [_cells(line) for line in block[2:]]
+    cls = {"met": ' class="met"', "not met": ' class="notmet"'}
+    rows = ["<tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head) + "</tr>"]
+    rows += ["<tr>" + "".join(f"<td{cls.get(c, '')}>{_inline(c)}</td>" for c in r) + "</tr>" for r in body]
+    return "<table>" + "".join(rows) + "</table>"
+
+
+def _image(src: str, figures: dict[str, Path]) -> str:
+    path = figures.get(src)
+    if path is None:
+        return f"<p>(missing figure {html.escape(src)})</p>"
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<figure><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(path.stem)}</figcaption></figure>'
+    name = html.escape(path.stem)
+    return f'<figure><img alt="{name}" src="data:image/png;base64,{data}"><figcaption>{name}</figcaption></figure>'
 
 
-def _table(df: pd.DataFrame) -> str:
-    if df.empty:
-        return "<p><em>(no rows)</em></p>"
-    out = df.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="–", border=0, escape=True)
-    return out.replace("<td>met</td>", '<td class="met">met</td>').replace("<td>not met</td>", '<td class="notmet">not met</td>')
+def render(markdown: str, figures: dict[str, Path]) -> str:
+    """The HTML body of ``markdown`` (the subset the summary uses)."""
+    out: list[str] = []
+    lines = markdown.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("<!--") or not line.strip():
+            i += 1
+        elif m := re.match(r"(#{1,3}) (.*)", line):
+            level = len(m.group(1))
+            out.append(f"<h{level}>{_inline(m.group(2))}</h{level}>")
+            i += 1
+        elif m := re.match(r"!\[[^\]]*\]\(([^)]+)\)", line):
+            out.append(_image(m.group(1), figures))
+            i += 1
+        elif line.startswith("|"):
+            block = []
+            while i < len(lines) and lines[i].startswith("|"):
+                block.append(lines[i])
+                i += 1
+            out.append(_table(block))
+        elif line.startswith("- "):
+            items: list[str] = []
+            while i < len(lines) and (lines[i].startswith("- ") or (lines[i].startswith("  ") and items)):
+                if lines[i].startswith("- "):
+                    items.append(lines[i][2:])
+                else:
+                    items[-1] += " " + lines[i].strip()
+                i += 1
+            out.append("<ul>" + "".join(f"<li>{_inline(t)}</li>" for t in items) + "</ul>")
+        else:
+            para = []
+            while i < len(lines) and lines[i].strip() and not re.match(r"#|\||- |!\[", lines[i]):
+                para.append(_inline(lines[i]))
+                i += 1
+            out.append("<p>" + "<br>".join(para) + "</p>")
+    return "\n".join(out)
 
 
-def page(title: str, intro: list[str], sections: list[tuple[str, pd.DataFrame]], figures: list[Path]) -> str:
-    """The HTML text: intro paragraphs, titled tables, then the figures."""
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1>"]
-    parts += [f"<p>{html.escape(p)}</p>" for p in intro]
-    for heading, df in sections:
-        parts += [f"<h2>{html.escape(heading)}</h2>", _table(df)]
-    if figures:
-        parts.append("<h2>Figures</h2>")
-        parts += [_img(p) for p in figures]
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
-
-def write(path: Path, title: str, intro: list[str], sections: list[tuple[str, pd.DataFrame]], figures: list[Path]) -> Path:
-    path.write_text(page(title, intro, sections, figures), encoding="utf-8")
+def write(path: Path, title: str, generated: str, markdown: str, figures: list[Path]) -> Path:
+    """Write the page of ``markdown`` with ``figures`` embedded."""
+    body = render(markdown, {p.name: p for p in figures})
+    page = (f"<!-- {html.escape(generated, quote=False)} -->\n<!doctype html>\n<html><head><meta charset='utf-8'>"
+            f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")
+    path.write_text(page, encoding="utf-8")
     return path

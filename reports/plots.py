@@ -1,9 +1,15 @@
-"""Figures (matplotlib, Agg backend, PNG). Each function takes the tidy DataFrame and a path,
-draws one figure and returns the path, or None when the data hold nothing to draw.
+"""Figures (matplotlib, Agg backend, PNG). Each function takes the results and a path, draws one
+figure and returns the path, or None when the data hold nothing to draw.
 
-Failed rows (out of memory, time limit, wrong result, error, crash) are never dropped: they
-are drawn as red crosses at their x, at their measured y when they have one (a wrong result
-still has a time) or on the upper edge of the axes when they have none.
+- One line per implementation, mode and dtype: dtypes get panels of their own (resolution
+  figures) or line styles of their own (time vs k, crossover); nothing joins rows of different
+  dtypes, batch sizes or directions.
+- Which families are drawn and which ratios are crossovers come from the results' bars and
+  baselines; without them, every family measured at two sizes or more.
+- Failed rows are never dropped: a wrong result (it has a time) is a red cross on its line; a
+  row without a value (out of memory, time limit, error, crash) is a red marker on the top edge,
+  one legend entry per status. Legends sit outside the axes, so labels never cover data.
+- Every figure carries a footer: the commit(s) measured and the command that drew it.
 """
 
 from __future__ import annotations
@@ -18,184 +24,318 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
-FAIL_STYLE: dict[str, Any] = {"marker": "X", "color": "crimson", "s": 70, "zorder": 5, "linewidths": 0.5, "edgecolors": "black"}
-DASHES = ["-", "--", ":", "-."]
+from reports.load import Results
 
-
-def _series_label(impl: str, mode: str, machine: str, several_machines: bool) -> str:
-    label = f"{impl} ({mode})"
-    return f"{label} · {machine}" if several_machines else label
-
-
-def _draw_failures(ax: plt.Axes, failed: pd.DataFrame, x: str, y: str) -> None:
-    """Red crosses for failed rows: at (x, y) when y is known, else on the top edge."""
-    if failed.empty:
-        return
-    top = ax.get_ylim()[1]
-    ys = [v if pd.notna(v) and v > 0 else top for v in failed[y]]
-    ax.scatter(failed[x], ys, label="failed (status ≠ ok)", **FAIL_STYLE)
-    for xv, yv, status in zip(failed[x], ys, failed["status"]):
-        ax.annotate(str(status), (xv, yv), textcoords="offset points", xytext=(4, -10), fontsize=7, color="crimson")
+DTYPE_STYLE = {"float32": "-", "bfloat16": "--", "float16": ":", "float64": "-."}
+STATUS_MARKERS = {"oom": "v", "time_limit": "s", "error": "D", "crashed": "P", "wrong": "X"}
+FAIL: dict[str, Any] = {"color": "crimson", "s": 60, "zorder": 6, "linewidths": 0.6, "edgecolors": "black"}
+COLORS = [plt.get_cmap("tab10")(i) for i in range(10)] + [plt.get_cmap("Dark2")(i) for i in range(8)]
 
 
-def _finish(fig: plt.Figure, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+def _style(dtype: str) -> str:
+    return DTYPE_STYLE.get(dtype, "-.")
+
+
+def _legend(ax: plt.Axes, **kw: Any) -> None:
+    """The legend outside the axes, on the right; plain tick labels on log axes."""
+    _plain_ticks(ax)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, handlelength=3.2, **kw)
+
+
+def _plain_ticks(ax: plt.Axes) -> None:
+    """Log axes labelled 0.1, 1, 10 rather than 10^-1...; minor ticks labelled only where fewer
+    than two powers of ten fall inside an axis (with one, only at 2× and 5×), so they never
+    crowd."""
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    for axis, (lo, hi) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        if axis.get_scale() != "log" or lo <= 0:
+            continue
+        decades = math.floor(math.log10(hi)) - math.ceil(math.log10(lo)) + 1
+        axis.set_major_formatter(plain)
+        if decades >= 2:
+            axis.set_minor_formatter(NullFormatter())
+        elif decades == 1:
+            axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
+        else:
+            axis.set_minor_formatter(plain)
+
+
+def _finish(fig: plt.Figure, path: Path, footer: str) -> Path:
+    fig.text(0.0, -0.01, footer, fontsize=6.5, color="dimgray", ha="left", va="top")
+    fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Description": footer})
     plt.close(fig)
     return path
 
 
-def _lines(ax: plt.Axes, df: pd.DataFrame, x: str, y: str, scale: float = 1.0, fit: bool = False) -> None:
-    """One line per (machine, implementation, mode): ok rows joined, failures crossed."""
-    several = df["machine"].nunique() > 1
-    machines = sorted(df["machine"].unique())
-    for (machine, impl, mode), g in df.groupby(["machine", "implementation", "mode"]):
-        ok = g[(g["status"] == "ok") & g[y].notna()].sort_values(x)
-        if ok.empty:
+def _mark_failures(ax: plt.Axes, failed: pd.DataFrame, x: str, y: str, what: str) -> None:
+    """Red crosses for wrong rows at their value; other failures on the top edge by status."""
+    if failed.empty:
+        return
+    timed = failed[(failed["status"] == "wrong") & failed[y].notna() & (failed[y] > 0)]
+    if not timed.empty:
+        ax.scatter(timed[x], timed[y], marker="X", label="✗ wrong result (measured)", **FAIL)
+    rest = failed.drop(index=timed.index)
+    top = ax.get_ylim()[1]
+    for status, s in rest.groupby("status"):
+        ax.scatter(s[x], [top] * len(s), marker=STATUS_MARKERS.get(str(status), "X"), clip_on=False,
+                   label=f"{status} (no {what}; on the top edge)", **FAIL)
+
+
+def _draw_series(ax: plt.Axes, g: pd.DataFrame, x: str, y: str, keys: list[str], label: Any, *,
+                 fit: bool = False, what: str = "value", colors: dict[tuple[Any, ...], Any] | None = None,
+                 min_points: int = 1) -> None:
+    """One line per group of ``keys`` (colour from ``colors`` by group, else by order): ok and
+    wrong rows with a value, in x order, groups with fewer than ``min_points`` x values left
+    out; wrong rows and failures marked."""
+    has = g[g["status"].isin(["ok", "wrong"]) & g[y].notna() & (g[y] > 0)]
+    for i, (key, s) in enumerate(has.groupby(keys, dropna=False)):
+        key = key if isinstance(key, tuple) else (key,)
+        if s[x].nunique() < min_points:
             continue
-        label = _series_label(impl, mode, machine, several)
-        xs, ys = ok[x].to_numpy(float), ok[y].to_numpy(float) * scale
-        if fit and len(ok) >= 2 and (xs > 0).all() and (ys > 0).all():
-            slope = np.polyfit(np.log(xs), np.log(ys), 1)[0]
-            label += f", ∝ N^{slope:.2f}"
-        ax.plot(xs, ys, DASHES[machines.index(machine) % len(DASHES)], marker="o", ms=4, label=label)
-    failed = df[df["status"] != "ok"].copy()
-    failed[y] = failed[y] * scale
-    _draw_failures(ax, failed, x, y)
+        s = s.sort_values(x)
+        text = label(dict(zip(keys, key)))
+        xs, ys = s[x].to_numpy(float), s[y].to_numpy(float)
+        if fit and s[x].nunique() >= 2:
+            text += f", ∝ N^{np.polyfit(np.log(xs), np.log(ys), 1)[0]:.2f}"
+        dashed = bool(s["baseline"].eq(True).all())
+        color = (colors or {}).get(key, COLORS[i % len(COLORS)])
+        ax.plot(xs, ys, "--" if dashed else "-", marker="o", ms=3.5, lw=1.3, color=color, label=text)
+    _mark_failures(ax, g[g["status"] != "ok"], x, y, what)
 
 
-def time_vs_k(df: pd.DataFrame, path: Path) -> Path | None:
-    """Median time against k, forward, per mode whose k varies at one resolution."""
-    fwd = df[df["direction"] == "forward"]
-    panels = []
-    for mode in ("feature", "position", "kvt"):
-        g = fwd[fwd["mode"] == mode]
-        if g.empty:
-            continue
-        counts = g.groupby("side")["k"].nunique()
-        side = counts.idxmax()
-        if counts.max() >= 2:
-            panels.append((mode, side, g[g["side"] == side]))
-    if not panels:
-        return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
-    for ax, (mode, side, g) in zip(axes[0], panels):
-        _lines(ax, g, "k", "median", scale=1e3)
-        ax.set(xscale="log", yscale="log", xlabel="k (neighbours)", ylabel="median time (ms)", title=f"{mode}: time vs k at {side}×{side}")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
-    return _finish(fig, path)
+def _family_colors(g: pd.DataFrame, keys: list[str]) -> dict[tuple[Any, ...], Any]:
+    """One colour per family over every panel of a figure (ConvNN families first)."""
+    families = g.sort_values(["baseline", "implementation", "mode"])[keys].drop_duplicates()
+    return {tuple(r): COLORS[i % len(COLORS)] for i, r in enumerate(families.itertuples(index=False))}
 
 
-def _resolution_rows(df: pd.DataFrame, direction: str) -> pd.DataFrame:
-    """Rows of the time/memory-vs-resolution figures: the 3×3 position and k = 9 feature
-    families, dense attention, and their baselines, at the most common batch size."""
-    g = df[df["direction"] == direction]
-    keep = (g["mode"].isin(["feature", "position"]) & (g["k"] == 9)) | (g["mode"] == "attention")
-    g = g[keep]
+def _family_rows(results: Results, df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the resolution figures: the families the time bars compare (the ConvNN mode at
+    the bar's k, the baseline at the same k where it is matched on k), or, without bars, every
+    family; at the most common batch size."""
+    time_bars = [b for b in results.bars if b["metric"] == "time"]
+    if time_bars:
+        keep = pd.Series(False, index=df.index)
+        for bar in time_bars:
+            k_ok = df["k"] == bar["k"] if bar.get("k") is not None else df["k"] == df["N"]
+            keep |= df["baseline"].eq(False) & (df["mode"] == bar["mode"]) & k_ok
+            on_k = "k" in results.baselines.get(bar["baseline"], {}).get("match", [])
+            keep |= df["baseline"].eq(True) & (df["implementation"] == bar["baseline"]) & (k_ok if on_k else True)
+        g = df[keep]
+    else:
+        g = df
     if g.empty:
         return g
     b = g["B"].mode().iloc[0]
-    return g[(g["B"] == b) & (g["dtype"] == g["dtype"].mode().iloc[0])]
+    return g[g["B"] == b]
 
 
-def time_vs_resolution(df: pd.DataFrame, path: Path) -> Path | None:
-    """Log-log time against N with each series' fitted exponent, forward and forward+backward."""
-    dirs = [d for d in ("forward", "forward+backward") if not _resolution_rows(df, d).empty]
-    if not dirs:
+def _family_label(row: dict[str, Any], several_machines: bool) -> str:
+    k = row.get("_klabel", "")
+    text = f"{row['implementation']} ({row['mode']}{', ' + k if k else ''})"
+    return f"{text} · {row['machine']}" if several_machines else text
+
+
+def _with_k_label(g: pd.DataFrame) -> pd.DataFrame:
+    return g.assign(_klabel=np.where(g["k"] == g["N"], "k=N", "k=" + g["k"].astype("Int64").astype(str)))
+
+
+def _panel_grid(n: int, width: float, height: float, cols: int) -> tuple[plt.Figure, list[plt.Axes]]:
+    cols = min(cols, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained")
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def time_vs_resolution(results: Results, path: Path, footer: str) -> Path | None:
+    """Log-log median time against N with each line's fitted exponent; one panel per dtype and
+    direction."""
+    g = _family_rows(results, results.df)
+    if g.empty:
         return None
-    fig, axes = plt.subplots(1, len(dirs), figsize=(6.5 * len(dirs), 4.8), squeeze=False)
-    for ax, direction in zip(axes[0], dirs):
-        g = _resolution_rows(df, direction)
-        _lines(ax, g, "N", "median", scale=1e3, fit=True)
-        ax.set(xscale="log", yscale="log", xlabel="N = H·W tokens", ylabel="median time (ms)",
-               title=f"time vs resolution ({direction}, B={int(g['B'].iloc[0])}, {g['dtype'].iloc[0]})")
+    g = _with_k_label(g)
+    panels = [(d, t) for t in _dtypes(g) for d in ("forward", "forward+backward")
+              if not g[(g["direction"] == d) & (g["dtype"] == t)].empty]
+    fig, axes = _panel_grid(len(panels), 7.4, 4.4, 2)
+    several = g["machine"].nunique() > 1
+    keys = ["machine", "implementation", "mode", "_klabel"]
+    colors = _family_colors(g, keys)
+    for ax, (direction, dtype) in zip(axes, panels):
+        s = g[(g["direction"] == direction) & (g["dtype"] == dtype)].assign(ms=lambda t: t["median"] * 1e3)
+        ax.set(xscale="log", yscale="log")
+        _draw_series(ax, s, "N", "ms", keys, lambda r: _family_label(r, several), fit=True, what="time",
+                     colors=colors, min_points=2)
+        ax.set(xlabel="N = H·W tokens", ylabel="median time (ms)", title=f"{direction}, {dtype}, B={int(s['B'].iloc[0])}")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=6.5)
-    return _finish(fig, path)
+        _legend(ax)
+    fig.suptitle("time vs resolution (dashed: baselines)")
+    return _finish(fig, path, footer)
 
 
-def memory_vs_resolution(df: pd.DataFrame, path: Path) -> Path | None:
-    """Peak memory against N (log-log), forward."""
-    g = _resolution_rows(df, "forward")
+def memory_vs_resolution(results: Results, path: Path, footer: str) -> Path | None:
+    """Peak tensor memory and process RSS growth against N (log-log), forward; one row of
+    panels per dtype."""
+    g = _family_rows(results, results.df)
+    g = g[g["direction"] == "forward"] if not g.empty else g
     if g.empty or g["peak_memory_bytes"].notna().sum() == 0:
         return None
-    g = g.assign(peak_mib=g["peak_memory_bytes"].astype(float) / 2**20)
-    fig, ax = plt.subplots(figsize=(7, 4.8))
-    _lines(ax, g, "N", "peak_mib", fit=True)
-    ax.set(xscale="log", yscale="log", xlabel="N = H·W tokens", ylabel="peak memory (MiB)",
-           title=f"peak memory vs resolution (forward, B={int(g['B'].iloc[0])})")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=6.5)
-    return _finish(fig, path)
+    g = _with_k_label(g).assign(tensor_mib=lambda t: t["peak_memory_bytes"] / 2**20,
+                                rss_mib=lambda t: t["rss_growth_bytes"] / 2**20)
+    metrics = [("tensor_mib", "peak tensor memory (MiB)")]
+    if g["rss_mib"].notna().any():
+        metrics.append(("rss_mib", "process RSS growth (MiB; 0 is not drawn)"))
+    panels = [(t, m) for t in _dtypes(g) for m in metrics]
+    fig, axes = _panel_grid(len(panels), 7.4, 4.4, len(metrics))
+    several = g["machine"].nunique() > 1
+    keys = ["machine", "implementation", "mode", "_klabel"]
+    colors = _family_colors(g, keys)
+    for ax, (dtype, (col, ylabel)) in zip(axes, panels):
+        s = g[g["dtype"] == dtype]
+        ax.set(xscale="log", yscale="log")
+        _draw_series(ax, s, "N", col, keys, lambda r: _family_label(r, several), fit=col == "tensor_mib", what="memory",
+                     colors=colors, min_points=2)
+        ax.set(xlabel="N = H·W tokens", ylabel=ylabel, title=f"{ylabel.split(' (')[0]}, forward, {dtype}, B={int(s['B'].iloc[0])}")
+        ax.grid(True, which="both", alpha=0.3)
+        _legend(ax)
+    fig.suptitle("memory vs resolution (dashed: baselines)")
+    return _finish(fig, path, footer)
 
 
-def roofline(df: pd.DataFrame, path: Path) -> Path | None:
-    """Achieved GFLOP/s (total FLOPs / median) against arithmetic intensity (FLOPs per
-    compulsory byte), with the measured matmul peak of each device and dtype."""
+def time_vs_k(results: Results, path: Path, footer: str) -> Path | None:
+    """Median time against k, forward, for each mode whose k varies at one resolution; one line
+    per implementation and dtype (line style: dtype)."""
+    df = results.df
+    fwd = df[(df["direction"] == "forward") & (df["k"] < df["N"])]
+    panels = []
+    for mode in sorted(fwd["mode"].dropna().unique()):
+        g = fwd[fwd["mode"] == mode]
+        counts = g.groupby("side")["k"].nunique()
+        if not counts.empty and counts.max() >= 2:
+            side = counts.idxmax()
+            g = g[g["side"] == side]
+            panels.append((mode, side, g[g["B"] == g["B"].mode().iloc[0]]))
+    if not panels:
+        return None
+    fig, axes = _panel_grid(len(panels), 6.6, 4.0, 2)
+    several = df["machine"].nunique() > 1
+    for ax, (mode, side, g) in zip(axes, panels):
+        g = g.assign(ms=g["median"] * 1e3)
+        ax.set(xscale="log", yscale="log")
+        has = g[g["status"].isin(["ok", "wrong"]) & g["ms"].notna()]
+        for i, ((machine, impl), s) in enumerate(has.groupby(["machine", "implementation"])):
+            for dtype, t in s.groupby("dtype"):
+                t = t.sort_values("k")
+                label = f"{impl}, {dtype}" + (f" · {machine}" if several else "")
+                ax.plot(t["k"], t["ms"], _style(str(dtype)), marker="o", ms=3.5, color=COLORS[i % len(COLORS)], label=label)
+        _mark_failures(ax, g[g["status"] != "ok"], "k", "ms", "time")
+        ax.xaxis.set_major_locator(FixedLocator(sorted(g["k"].dropna().unique())))
+        ax.xaxis.set_minor_locator(FixedLocator([]))
+        ax.set(xlabel="k (neighbours)", ylabel="median time (ms)", title=f"{mode}: time vs k at {side}×{side}, B={int(g['B'].iloc[0])}")
+        ax.grid(True, which="both", alpha=0.3)
+        _legend(ax)
+    return _finish(fig, path, footer)
+
+
+def roofline(results: Results, path: Path, footer: str) -> Path | None:
+    """Achieved GFLOP/s (total FLOPs / median) against arithmetic intensity (FLOPs per compulsory
+    byte): colour = implementation and mode, marker = dtype; dashed lines: the measured matmul
+    peak of each device and dtype."""
+    df = results.df
     g = df[df["gflops"].notna() & df["arithmetic_intensity"].notna()]
     if g.empty:
         return None
-    fig, ax = plt.subplots(figsize=(10, 5.2))
-    markers = "osD^v<>ph*P"
-    colors = [plt.get_cmap("tab20")(i) for i in range(20)]
-    for i, ((impl, mode), s) in enumerate(g.groupby(["implementation", "mode"])):
-        ax.scatter(s["arithmetic_intensity"], s["gflops"], s=22, alpha=0.85, marker=markers[i % len(markers)],
-                   color=colors[i % len(colors)], label=f"{impl} ({mode})")
-    peaks = g.dropna(subset=["peak_gflops"]).groupby(["machine", "device", "dtype"])["peak_gflops"].first()
+    fig, ax = plt.subplots(figsize=(9.5, 5.4), layout="constrained")
+    ax.set(xscale="log", yscale="log")
+    dtypes = _dtypes(g)
+    markers = dict(zip(dtypes, "o^sDv"))
+    color_handles = []
+    for i, ((impl, mode), s) in enumerate(g[g["status"] == "ok"].groupby(["implementation", "mode"])):
+        color = COLORS[i % len(COLORS)]
+        for dtype, t in s.groupby("dtype"):
+            ax.scatter(t["arithmetic_intensity"], t["gflops"], s=20, alpha=0.85, marker=markers.get(str(dtype), "o"), color=color)
+        color_handles.append(Line2D([], [], ls="", marker="o", color=color, label=f"{impl} ({mode})"))
     several = g["machine"].nunique() > 1
-    for (machine, device, dtype), peak in peaks.items():
-        where = f"{machine}, {dtype}" if several else f"{device}, {dtype}"
-        ax.axhline(peak, ls="--", lw=1, color="gray")
-        ax.annotate(f"matmul peak {peak:.0f} GFLOP/s ({where})", (g["arithmetic_intensity"].min(), peak),
-                    textcoords="offset points", xytext=(2, 3), fontsize=7, color="dimgray")
-    failed = df[(df["status"] != "ok") & df["arithmetic_intensity"].notna()]
-    if not failed.empty:
-        ax.set_yscale("log")
-        _draw_failures(ax, failed.assign(gflops=failed["gflops"]), "arithmetic_intensity", "gflops")
-    ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity (FLOP / compulsory byte)", ylabel="achieved GFLOP/s (total FLOPs)",
+    dtype_handles = []
+    peaks = g.dropna(subset=["peak_gflops"]).groupby(["machine", "device", "dtype"])["peak_gflops"].first()
+    for dtype in dtypes:
+        text = str(dtype)
+        for (machine, device, t), peak in peaks.items():
+            if t == dtype:
+                ax.axhline(peak, ls=_style(str(dtype)), lw=1, color="gray")
+                text += f"; matmul peak {peak:,.0f} GFLOP/s ({machine if several else device})"
+        dtype_handles.append(Line2D([], [], ls=_style(str(dtype)), color="gray", marker=markers.get(str(dtype), "o"), label=text))
+    _mark_failures(ax, df[(df["status"] != "ok") & df["arithmetic_intensity"].notna()], "arithmetic_intensity", "gflops", "GFLOP/s")
+    fail_handles, _ = ax.get_legend_handles_labels()
+    ax.set(xlabel="arithmetic intensity (FLOP / compulsory byte)", ylabel="achieved GFLOP/s (total FLOPs)",
            title="GFLOP/s vs arithmetic intensity")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return _finish(fig, path)
+    _plain_ticks(ax)
+    first = ax.legend(handles=color_handles + fail_handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    ax.add_artist(first)
+    ax.legend(handles=dtype_handles, fontsize=7, loc="lower left", bbox_to_anchor=(1.02, 0.0), borderaxespad=0.0, title="dtype (marker)",
+              title_fontsize=7)
+    return _finish(fig, path, footer)
 
 
-def crossover(ratio_table: pd.DataFrame, df: pd.DataFrame, path: Path) -> Path | None:
-    """Where ConvNN costs less than its dense counterpart: time(ConvNN-kNN)/time(SDPA) against N
-    per k (feature mode), and time(position ConvNN)/time(conv2d); 1 is the crossover."""
+def crossover(results: Results, ratio_table: pd.DataFrame, path: Path, footer: str) -> Path | None:
+    """Time of ConvNN over its baseline against N, one panel per (mode, baseline) pair the time
+    bars compare, one line per implementation, dtype and direction; 1 is the crossover, and the
+    N where a line crosses it is in its legend."""
+    pairs = list(dict.fromkeys((b["mode"], b["baseline"], b.get("k"), b["B"]) for b in results.bars if b["metric"] == "time"))
     panels = []
-    if "time/sdpa" in ratio_table:
-        panels.append(("feature", "time/sdpa", "ConvNN-kNN (feature) / SDPA"))
-    if "time/conv2d" in ratio_table:
-        panels.append(("position", "time/conv2d", "position ConvNN / F.conv2d"))
-    panels = [p for p in panels if ratio_table.loc[ratio_table["mode"] == p[0], p[1]].notna().any()]
+    for mode, baseline, k, b in pairs:
+        col = f"time/{baseline}"
+        if col not in ratio_table:
+            continue
+        bar = {"mode": mode, "k": k, "B": b}
+        g = ratio_table[(ratio_table["mode"] == mode) & (ratio_table["B"] == b) & ratio_table[col].notna()]
+        g = g[g["k"] == k] if k is not None else g[g["k"] == g["N"]]
+        if not g.empty and g.groupby(["machine", "implementation", "dtype", "direction"])["N"].nunique().max() >= 2:
+            panels.append((bar, baseline, col, g))
     if not panels:
         return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.6), squeeze=False)
+    fig, axes = _panel_grid(len(panels), 6.8, 4.0, 2)
     several = ratio_table["machine"].nunique() > 1
-    for ax, (mode, col, title) in zip(axes[0], panels):
-        g = ratio_table[(ratio_table["mode"] == mode) & ratio_table[col].notna()]
-        for i, ((machine, impl, k, direction, b), s) in enumerate(g.groupby(["machine", "implementation", "k", "direction", "B"])):
-            if s["N"].nunique() < 2:
-                continue  # a single resolution has no crossover; time_vs_k shows k
-            s = s.sort_values("N")
-            label = f"{impl} k={int(k)} {direction} B={int(b)}" + (f" · {machine}" if several else "")
-            line = ax.plot(s["N"], s[col], "-o" if direction == "forward" else "--s", ms=4, label=label)[0]
-            for n_cross in _crossings(s["N"].to_numpy(float), s[col].to_numpy(float)):
-                ax.axvline(n_cross, color=line.get_color(), lw=0.8, alpha=0.6)
-                ax.annotate(f"N≈{n_cross:.0f}", (n_cross, 1.0), textcoords="offset points", xytext=(3, 6 + 10 * (i % 4)), fontsize=7, color=line.get_color())
-        failed = df[(df["mode"] == mode) & ~df["baseline"] & (df["status"] != "ok")]
-        if not failed.empty:
-            ax.set_yscale("log")
-            _draw_failures(ax, failed.assign(ratio=math.nan), "N", "ratio")
+    df = results.df
+    lines = [(i, t, d) for i in sorted(ratio_table["implementation"].unique()) for t in _dtypes(ratio_table)
+             for d in ("forward", "forward+backward")]
+    for ax, (bar, baseline, col, g) in zip(axes, panels):
+        ax.set(xscale="log", yscale="log")
         ax.axhline(1.0, color="black", lw=1)
-        ax.fill_between([g["N"].min() * 0.8, g["N"].max() * 1.25], 0, 1, color="green", alpha=0.07)
-        ax.text(0.02, 0.03, "below 1: ConvNN cheaper", transform=ax.transAxes, fontsize=8, color="darkgreen")
-        ax.set(xscale="log", yscale="log", xlabel="N = H·W tokens", ylabel="time ratio", title=title)
+        for (machine, impl, dtype, direction), s in g.groupby(["machine", "implementation", "dtype", "direction"]):
+            if s["N"].nunique() < 2:
+                continue
+            s = s.sort_values("N")
+            label = f"{impl}, {dtype}, {direction}" + (f" · {machine}" if several else "")
+            crossings = _crossings(s["N"].to_numpy(float), s[col].to_numpy(float))
+            if crossings:
+                label += ", = 1 at N≈" + ", ".join(f"{n:,.0f}" for n in crossings)
+            color = COLORS[lines.index((impl, dtype, direction)) % len(COLORS)]
+            ax.plot(s["N"], s[col], _style(str(dtype)), marker="o" if direction == "forward" else "s", ms=3.5, color=color, label=label)
+            for n in crossings:
+                ax.axvline(n, color=color, lw=0.7, alpha=0.5)
+        failed = df[(df["mode"] == bar["mode"]) & df["baseline"].eq(False) & (df["status"] != "ok") & (df["B"] == bar["B"])]
+        _mark_failures(ax, failed.assign(ratio=math.nan), "N", "ratio", "ratio")
+        lo, hi = ax.get_ylim()
+        ax.axhspan(min(lo, 1.0), 1.0, color="green", alpha=0.07, label="below 1: ConvNN cheaper")
+        ax.set_ylim(lo, hi)
+        k = "k=N" if bar["k"] is None else f"k={bar['k']}"
+        ax.set(xlabel="N = H·W tokens", ylabel=f"time / {baseline}", title=f"{bar['mode']} ({k}, B={bar['B']}) / {baseline}")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
-    return _finish(fig, path)
+        _legend(ax)
+    return _finish(fig, path, footer)
+
+
+def _dtypes(g: pd.DataFrame) -> list[str]:
+    order = list(DTYPE_STYLE)
+    return sorted({str(t) for t in g["dtype"].dropna()}, key=lambda t: (order.index(t) if t in order else 99, t))
 
 
 def _crossings(n: np.ndarray, ratio: np.ndarray) -> list[float]:
@@ -208,13 +348,14 @@ def _crossings(n: np.ndarray, ratio: np.ndarray) -> list[float]:
     return out
 
 
-def all_figures(df: pd.DataFrame, ratio_table: pd.DataFrame, out: Path) -> list[Path]:
+def all_figures(results: Results, ratio_table: pd.DataFrame, out: Path, footer: str) -> list[Path]:
     """Every figure that has data, written into ``out``."""
     made = [
-        time_vs_k(df, out / "time_vs_k.png"),
-        time_vs_resolution(df, out / "time_vs_resolution.png"),
-        memory_vs_resolution(df, out / "memory_vs_resolution.png"),
-        roofline(df, out / "roofline.png"),
-        crossover(ratio_table, df, out / "crossover.png"),
+        time_vs_k(results, out / "time_vs_k.png", footer),
+        time_vs_resolution(results, out / "time_vs_resolution.png", footer),
+        memory_vs_resolution(results, out / "memory_vs_resolution.png", footer),
+        roofline(results, out / "roofline.png", footer),
+        crossover(results, ratio_table, out / "crossover.png", footer),
     ]
     return [p for p in made if p is not None]
+

@@ -1,133 +1,192 @@
-"""Tables: the tidy CSV, ratios of every ConvNN row to its baselines, issue 6's bars, and the
-Markdown summary (rows: configuration; columns: implementation)."""
+"""Tables and the Markdown summary: ratios of every ConvNN row to its baselines, the bars, the
+wins and losses, the wrong rows with their explanation, memory (tensor high-water mark beside
+the process's peak RSS), median times per configuration. Which rows are baselines, what they
+are compared with and which comparisons are bars comes from the results (`load.Results`)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
-SHAPE = ["machine", "N", "side", "C", "B", "dtype", "device", "direction"]
+from reports.load import Results, Source
+
 CONFIG = ["machine", "mode", "k", "r", "side", "N", "C", "B", "dtype", "device", "direction"]
-
-
-@dataclass(frozen=True)
-class BaselineMatch:
-    """Which baseline row a ConvNN row is compared with: ``baseline`` rows that share ``keys``
-    with it, for ConvNN rows of one of ``modes``."""
-
-    baseline: str
-    modes: tuple[str, ...]
-    keys: tuple[str, ...]
-
-
-MATCHES = (
-    BaselineMatch("conv2d", ("position",), ("mode", "k", *SHAPE)),
-    BaselineMatch("conv2d-depthwise", ("position-depthwise",), ("mode", "k", *SHAPE)),
-    BaselineMatch("dense-naive", ("feature",), ("mode", "k", *SHAPE)),
-    BaselineMatch("sdpa", ("feature", "feature-random", "feature-grid", "hybrid", "attention", "kvt"), tuple(SHAPE)),
-    BaselineMatch("sdpa-math", ("attention", "kvt"), tuple(SHAPE)),
-    BaselineMatch("kvt-dense", ("kvt",), ("mode", "k", *SHAPE)),
-)
+MIB = 2**20
 
 
 def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df[(df["status"] == "ok") & df["median"].notna()]
 
 
-def _baseline_rows(df: pd.DataFrame, name: str) -> pd.DataFrame:
-    """One row per shape for a baseline (SDPA rows are attention rows whatever their k)."""
-    return ok_rows(df[df["implementation"] == name])
+def convnn_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of ConvNN implementations (files that say which rows are baselines only)."""
+    return df[df["baseline"].eq(False)]
 
 
-def ratios(df: pd.DataFrame) -> pd.DataFrame:
-    """Every ConvNN row with its time and peak-memory ratios to each matching baseline
-    (``time/<baseline>``, ``memory/<baseline>``; below 1 means ConvNN is cheaper)."""
-    convnn = ok_rows(df[~df["baseline"]]).copy()
+def ratios(df: pd.DataFrame, baselines: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Every ok ConvNN row with its time and peak-memory ratios to each baseline it is compared
+    with (``time/<baseline>``, ``memory/<baseline>``; below 1: ConvNN is cheaper). A ConvNN row
+    is divided by the baseline row of the same machine that equals it on the baseline's
+    ``match`` fields."""
+    convnn = ok_rows(convnn_rows(df))
     out = convnn[[*CONFIG, "implementation", "median", "peak_memory_bytes", "verdict"]].copy()
-    for match in MATCHES:
-        base = _baseline_rows(df, match.baseline)
+    for name, b in baselines.items():
+        base = ok_rows(df[(df["implementation"] == name) & df["baseline"].eq(True)])
         if base.empty:
             continue
-        keys = list(match.keys)
+        keys = ["machine", *b["match"]]
         cols = base[[*keys, "median", "peak_memory_bytes"]].drop_duplicates(keys, keep="last")
         cols = cols.rename(columns={"median": "_t", "peak_memory_bytes": "_m"})
         merged = out.reset_index().merge(cols, on=keys, how="left").set_index("index")
-        applies = merged["mode"].isin(match.modes)
-        out[f"time/{match.baseline}"] = (merged["median"] / merged["_t"]).where(applies)
-        out[f"memory/{match.baseline}"] = (merged["peak_memory_bytes"].astype(float) / merged["_m"].astype(float)).where(applies)
+        applies = merged["mode"].isin(b["compared_with"])
+        out[f"time/{name}"] = (merged["median"] / merged["_t"]).where(applies)
+        out[f"memory/{name}"] = (merged["peak_memory_bytes"].astype(float) / merged["_m"].astype(float)).where(applies)
     empty = [c for c in out.columns if c.startswith(("time/", "memory/")) and out[c].isna().all()]
     return out.drop(columns=empty)
 
 
-@dataclass(frozen=True)
-class Bar:
-    """One of issue 6's bars: the ConvNN/baseline ratio of ``metric`` must be ≤ ``limit`` on
-    rows of ``mode`` at each of ``sides`` (None: every side measured), forward."""
-
-    text: str
-    mode: str
-    baseline: str
-    metric: str  # "time" or "memory"
-    limit: float
-    sides: tuple[int, ...] | None
-    k: int | None = 9
-    B: int = 8
+def bar_rows(ratio_table: pd.DataFrame, bar: dict[str, Any]) -> pd.DataFrame:
+    """The ratio-table rows a bar is read from."""
+    sel = ratio_table[(ratio_table["mode"] == bar["mode"]) & (ratio_table["direction"] == bar["direction"])]
+    sel = sel[(sel["B"] == bar["B"]) & (sel["C"] == bar["C"]) & (sel["dtype"] == bar["dtype"])]
+    if bar.get("k") is not None:
+        sel = sel[sel["k"] == bar["k"]]
+    else:
+        sel = sel[sel["k"] == sel["N"]]
+    if bar.get("sides") is not None:
+        sel = sel[sel["side"].isin(bar["sides"])]
+    return sel
 
 
-BARS = (
-    Bar("feature k=9 cosine ≥ 6× faster than dense-naive at 56²", "feature", "dense-naive", "time", 1 / 6, (56,)),
-    Bar("feature k=9 cosine ≤ 1.2× SDPA at 32², 56², 64²", "feature", "sdpa", "time", 1.2, (32, 56, 64)),
-    Bar("feature k=9 cosine ≤ 2× SDPA at 8², 16²", "feature", "sdpa", "time", 2.0, (8, 16)),
-    Bar("position 3×3 ≤ 1.5× F.conv2d at 32², 56²", "position", "conv2d", "time", 1.5, (32, 56)),
-    Bar("attention k=N ≤ 1.3× SDPA (math backend)", "attention", "sdpa-math", "time", 1.3, None, k=None),
-    Bar("peak memory at 64² (B=16) ≤ 1/8 of dense-naive", "feature", "dense-naive", "memory", 1 / 8, (64,), B=16),
-    Bar("peak memory at 64² (B=16) ≤ 4× SDPA", "feature", "sdpa", "memory", 4.0, (64,), B=16),
-)
-
-
-def bars(ratio_table: pd.DataFrame, *, C: int = 64, dtype: str = "float32") -> pd.DataFrame:
-    """Issue 6's bars against the measured ratios, one row per bar, side, direction,
-    implementation and machine. Forward rows are the bars; forward+backward rows are
-    reported beside them against the same limit."""
+def bars(ratio_table: pd.DataFrame, bar_defs: list[dict[str, Any]]) -> pd.DataFrame:
+    """Each bar against the measured ratios: one row per bar, machine, implementation and side
+    (``ratio``, ``target``, ``met``: met / not met / no target / not measured)."""
     rows = []
-    for bar in BARS:
-        col = f"{bar.metric}/{bar.baseline}"
-        sel = ratio_table[(ratio_table["mode"] == bar.mode) & (ratio_table["B"] == bar.B) & (ratio_table["C"] == C)]
-        sel = sel[sel["dtype"] == dtype]
-        if bar.k is not None:
-            sel = sel[sel["k"] == bar.k]
-        if bar.sides is not None:
-            sel = sel[sel["side"].isin(bar.sides)]
-        if col not in sel.columns or sel.empty:
-            rows.append({"bar": bar.text, "side": None, "direction": "forward", "ratio": None, "limit": bar.limit, "met": "not measured"})
+    for bar in bar_defs:
+        col = f"{bar['metric']}/{bar['baseline']}"
+        sel = bar_rows(ratio_table, bar)
+        target = bar.get("target")
+        if col not in sel.columns or sel[col].isna().all():
+            rows.append({"bar": bar["name"], "ratio": None, "target": target, "met": "not measured"})
             continue
-        for _, r in sel.sort_values(["machine", "direction", "side"]).iterrows():
-            value = r[col]
-            met = "not measured" if pd.isna(value) else ("met" if value <= bar.limit else "not met")
-            rows.append({
-                "bar": bar.text, "machine": r["machine"], "implementation": r["implementation"], "device": r["device"],
-                "side": int(r["side"]), "direction": r["direction"], "ratio": value, "limit": bar.limit, "met": met,
-            })
-    return pd.DataFrame(rows)
+        for _, r in sel[sel[col].notna()].sort_values(["machine", "side"]).iterrows():
+            value = float(r[col])
+            met = "no target" if target is None else ("met" if value <= target else "not met")
+            rows.append({"bar": bar["name"], "machine": r["machine"], "implementation": r["implementation"],
+                         "side": int(r["side"]), "ratio": value, "target": target, "met": met})
+    return pd.DataFrame(rows, columns=["bar", "machine", "implementation", "side", "ratio", "target", "met"])
+
+
+# ------------------------------------------------------------------------- wins and losses
+
+
+def _span(values: Iterable[float], digits: int = 2) -> str:
+    vals = sorted(values)
+    lo, hi = f"{vals[0]:.{digits}g}", f"{vals[-1]:.{digits}g}"
+    return f"{lo}×" if lo == hi else f"{lo}–{hi}×"
+
+
+def _sides(values: Iterable[int]) -> str:
+    return ", ".join(f"{int(s)}²" for s in sorted(set(values)))
+
+
+def wins_losses(df: pd.DataFrame, ratio_table: pd.DataFrame, bar_defs: list[dict[str, Any]]) -> list[str]:
+    """Markdown bullet lines: per machine, the forward bars where ConvNN is cheaper than the
+    baseline at every size measured, those where it costs more, and the mixed ones, with the
+    ratios (ConvNN / baseline), sizes and batch. Bars that differ only in sizes are merged."""
+    lines: list[str] = []
+    machines = sorted(ratio_table["machine"].dropna().unique()) if not ratio_table.empty else []
+    heads = {"cheaper": "ConvNN faster or leaner", "dearer": "ConvNN slower or heavier", "mixed": "Mixed"}
+    for machine in machines:
+        table = ratio_table[ratio_table["machine"] == machine]
+        merged: dict[tuple[str, str, int], list[pd.DataFrame]] = {}
+        for bar in (b for b in bar_defs if b["direction"] == "forward"):
+            col = f"{bar['metric']}/{bar['baseline']}"
+            sel = bar_rows(table, bar)
+            if col in sel.columns and sel[col].notna().any():
+                key = (str(bar.get("what") or bar["name"]), col, int(bar["B"]))
+                merged.setdefault(key, []).append(sel[sel[col].notna()])
+        groups: dict[str, list[str]] = {k: [] for k in heads}
+        for (what, col, b), parts in merged.items():
+            values = [float(v) for part in parts for v in part[col]]
+            spans = ", ".join(f"{_span(part[col])} at {_sides(part['side'])}" for part in parts)
+            text = f"{what}: {spans}, B={b}{_backend(df, machine, col)}"
+            groups["cheaper" if max(values) < 1 else ("dearer" if min(values) > 1 else "mixed")].append(text)
+        prefix = f"{machine}: " if len(machines) > 1 else ""
+        lines += [f"- {prefix}**{heads[k]}**: " + "; ".join(items) + "." for k, items in groups.items() if items]
+    return lines
+
+
+def _backend(df: pd.DataFrame, machine: str, col: str) -> str:
+    """The backend(s) a baseline's rows record (SDPA's choice), as a suffix."""
+    baseline = col.split("/", 1)[1]
+    found = df[(df["machine"] == machine) & (df["implementation"] == baseline)]["backend"].dropna()
+    names = sorted({str(b) for b in found if b and b != "math"})
+    return f" (its backend: {', '.join(names)})" if names else ""
+
+
+# ---------------------------------------------------------------------------- wrong rows
+
+
+def _matches(where: dict[str, Any], row: pd.Series) -> bool:
+    return all(str(row.get(k)) == str(v) for k, v in where.items())
+
+
+def wrong_reason(row: pd.Series, notes: list[dict[str, Any]]) -> str:
+    """What is known about why a row is ✗: the TF32 settings in force (float32 on CUDA) and the
+    notes recorded with the results that match the row; "not known" when nothing is."""
+    reasons = []
+    if row.get("dtype") == "float32" and str(row.get("device", "")).startswith("cuda"):
+        allowed = [what for col, what in (("allow_tf32_cudnn", "cuDNN convolutions (torch.backends.cudnn.allow_tf32)"),
+                                          ("allow_tf32_matmul", "CUDA matmuls (torch.backends.cuda.matmul.allow_tf32)"))
+                   if row.get(col) is True]
+        if allowed:
+            reasons.append("likely TF32: it was allowed for " + " and ".join(allowed)
+                           + "; TF32 rounds float32 products to a 10-bit mantissa (errors near 1e-3)")
+        elif pd.isna(row.get("allow_tf32_cudnn")):
+            reasons.append("TF32 settings not recorded (results written before they were)")
+    reasons += [n["text"] for n in notes if n.get("where") and n.get("file") == row.get("file") and _matches(n["where"], row)]
+    return "; ".join(reasons) or "not known"
+
+
+def wrong_rows(df: pd.DataFrame, notes: list[dict[str, Any]]) -> pd.DataFrame:
+    """Every ✗ row with its error, bound, error/bound and `wrong_reason`."""
+    bad = df[df["verdict"] == "✗"].copy()
+    bad["error/bound"] = bad["error"] / bad["bound"]
+    bad["reason"] = [wrong_reason(r, notes) for _, r in bad.iterrows()]
+    return bad
+
+
+# -------------------------------------------------------------------------------- memory
+
+
+def memory_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows with memory measured: peak tensor memory beside the process's peak RSS and its
+    growth over the case (MiB)."""
+    g = df[df["peak_memory_bytes"].notna() | df["rss_peak_bytes"].notna()].copy()
+    g["tensor_peak_MiB"] = g["peak_memory_bytes"] / MIB
+    g["rss_growth_MiB"] = g["rss_growth_bytes"] / MIB
+    g["rss_peak_MiB"] = g["rss_peak_bytes"] / MIB
+    return g.sort_values(["machine", "mode", "implementation", "direction", "k", "side", "B"])
 
 
 # ------------------------------------------------------------------------------ Markdown
 
 
 def _fmt(value: object, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
         return "–"
     if isinstance(value, float):
         return f"{value:.{digits}g}"
-    return str(value)
+    return str(value).replace("|", "\\|")
 
 
 def markdown_table(df: pd.DataFrame, columns: Iterable[str] | None = None) -> str:
     """A GitHub Markdown table of ``df`` (floats to 3 significant digits)."""
-    cols = list(columns) if columns is not None else list(df.columns)
+    cols = [c for c in (list(columns) if columns is not None else list(df.columns)) if c in df.columns]
     if df.empty:
         return "_(no rows)_\n"
     head = "| " + " | ".join(cols) + " |\n|" + "|".join("---" for _ in cols) + "|\n"
@@ -135,23 +194,22 @@ def markdown_table(df: pd.DataFrame, columns: Iterable[str] | None = None) -> st
     return head + body
 
 
-def time_pivot(df: pd.DataFrame, mode: str) -> pd.DataFrame:
-    """Median milliseconds, rows = configuration, columns = implementation, for one mode
-    (baselines that serve this mode included at the same shape)."""
+def time_pivot(df: pd.DataFrame, mode: str, baselines: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Median milliseconds, rows = configuration, columns = implementation, for one ConvNN mode
+    (the baselines compared with it included at the same shape)."""
     own = df[(df["mode"] == mode) & (df["status"] == "ok")]
     if own.empty:
         return pd.DataFrame()
-    serving = [m.baseline for m in MATCHES if mode in m.modes]
-    extra = df[df["implementation"].isin(serving) & (df["mode"] != mode) & (df["status"] == "ok")]
-    shapes = own[SHAPE].drop_duplicates()
-    extra = extra.merge(shapes, on=SHAPE)
+    serving = [name for name, b in baselines.items() if mode in b["compared_with"] and b["computes"] != mode]
+    shape = ["machine", "N", "side", "C", "B", "dtype", "device", "direction"]
+    extra = df[df["implementation"].isin(serving) & (df["status"] == "ok")].merge(own[shape].drop_duplicates(), on=shape)
     rows = []
     for keys, group in own.groupby(CONFIG, dropna=False):
         rec = dict(zip(CONFIG, keys))
         for _, r in group.iterrows():
             rec[r["implementation"]] = r["median"] * 1e3
         match = extra
-        for c in SHAPE:
+        for c in shape:
             match = match[match[c] == rec[c]]
         for _, r in match.iterrows():
             rec.setdefault(r["implementation"], r["median"] * 1e3)
@@ -160,44 +218,102 @@ def time_pivot(df: pd.DataFrame, mode: str) -> pd.DataFrame:
     return out.drop(columns=[c for c in ("r",) if c in out and out[c].isna().all()])
 
 
-def summary_markdown(df: pd.DataFrame, ratio_table: pd.DataFrame, bar_table: pd.DataFrame, figures: list[str]) -> str:
-    """The report's Markdown page."""
-    lines = ["# ConvNN benchmark report", ""]
-    lines += ["## Machines", ""]
-    for machine, g in df.groupby("machine"):
-        commits = ", ".join(sorted({c for c in g["commit"].dropna() if c}))
-        lines.append(f"- **{machine}**: {len(g)} rows, devices {', '.join(sorted(g['device'].dropna().unique()))}, commit {commits or '?'}")
-    methods = sorted({m for m in df["memory_method"].dropna().unique()})
-    timers = sorted({t for t in df["timer"].dropna().unique()})
-    lines += ["", "Timing: " + "; ".join(timers or ["–"]) + ". Median and IQR per case; rows with IQR/median > 10% are flagged.",
-              "Peak memory: " + "; ".join(methods or ["–"]) + ".",
-              "Correctness: every timed output is compared with the float64 gold on the same input (SPEC §4 bound); ✓/✗ per row.", ""]
-    status = df["status"].value_counts().to_dict()
-    verdicts = df["verdict"].value_counts().to_dict()
-    lines += [f"Rows: {len(df)}; status {status}; verdicts {verdicts}.", ""]
-    lines += ["## Issue 6 bars", "", "Ratio = ConvNN / baseline (time or peak memory); forward rows are the bars, forward+backward rows are reported beside them.", ""]
+def _provenance(sources: list[Source], notes: list[dict[str, Any]], built: str) -> list[str]:
+    lines = []
+    for s in sources:
+        commit = f"{s.commit}{' (dirty)' if s.dirty else ''}" if s.commit != "unknown" else "unknown (not recorded)"
+        how = f", `{s.command}`" if s.command else ""
+        lines.append(f"- `{s.file}` ({s.kind}): **{s.machine}**, measured at commit {commit}"
+                     f"{', preset ' + s.preset if s.preset else ''}{how}.")
+        if s.kind == "journal":
+            lines.append(f"  Read from the journal: its sweep was stopped or is still running"
+                         f"{'; `' + s.assemble_hint + '` writes its JSON' if s.assemble_hint else ''}.")
+        if s.annotated:
+            lines.append(f"  Baselines and bars added after the run by `{s.annotated.get('by')}` "
+                         f"(commit {str(s.annotated.get('commit'))[:12]}): {s.annotated.get('what')}.")
+        if not s.has_definitions:
+            lines.append("  Records no baselines or bars (written before they were): no ratios from this file.")
+        if not s.has_rss:
+            lines.append("  Records no process RSS (written before it was).")
+        for note in (n for n in notes if n.get("file") == s.file):
+            where = ", ".join(f"{k}={v}" for k, v in (note.get("where") or {}).items())
+            lines.append(f"  Note{' on rows with ' + where if where else ''}: {note['text']}")
+    lines.append(f"- Report built at commit {built}.")
+    return lines
+
+
+def summary_markdown(results: Results, ratio_table: pd.DataFrame, bar_table: pd.DataFrame, figures: list[str],
+                     generated: str, built: str) -> str:
+    """The report's Markdown page; its first line says it is generated and by what."""
+    df = results.df
     several = df["machine"].nunique() > 1
-    bar_cols = ("bar", "machine" if several else "", "implementation", "side", "direction", "ratio", "limit", "met")
-    lines.append(markdown_table(bar_table, [c for c in bar_cols if c in bar_table.columns]))
-    lines += ["## Ratios to the baselines", "", "Below 1: ConvNN is cheaper than the baseline.", ""]
+    m = "machine" if several else ""
+    lines = [f"<!-- {generated} -->", "# ConvNN benchmark report", ""]
+    lines += ["## Wins and losses", "",
+              "Forward, ratio = ConvNN / baseline (time, or peak tensor memory) over the sizes measured; "
+              "bars below give every size and forward+backward.", ""]
+    lines += wins_losses(df, ratio_table, results.bars) or ["_(no bars measured: the results record no baselines or bars)_"]
+    lines += ["", "## Where these numbers come from", "", *_provenance(results.sources, results.notes, built)]
+    timers = sorted(df["timer"].dropna().unique())
+    methods = sorted(df["memory_method"].dropna().unique())
+    rss = sorted(df["rss_method"].dropna().unique())
+    lines += ["", "Timing: " + "; ".join(timers or ["–"]) + ". Median and IQR per case; rows with IQR/median > 10% are flagged.",
+              "Peak tensor memory: " + "; ".join(methods or ["–"]) + ".",
+              "Process memory: peak RSS over warm-up and timed rounds, " + ("; ".join(rss) if rss else "not recorded") + ".", ""]
+    lines += _correctness(df, results.notes, several)
+    lines += ["## Bars", "", "Ratio = ConvNN / baseline (time, or peak tensor memory); a target, where a bar has one, is "
+              "the ratio aimed at.", ""]
+    lines.append(markdown_table(bar_table, ["bar", m, "implementation", "side", "ratio", "target", "met"]))
+    lines += ["## Ratios to the baselines", ""]
+    for name, b in results.baselines.items():
+        lines.append(f"- `{name}`: {b['label']}; compared with {', '.join(b['compared_with'])} rows.")
+    lines += ["", "Below 1: ConvNN is cheaper than the baseline.", ""]
     ratio_cols = [c for c in ratio_table.columns if c.startswith(("time/", "memory/"))]
-    show = ["machine" if several else "", "implementation", "mode", "k", "side", "B", "dtype", "direction", "median_ms", *ratio_cols]
-    shown = ratio_table.assign(median_ms=ratio_table["median"] * 1e3).sort_values(["machine", "mode", "direction", "k", "side"])
-    lines.append(markdown_table(shown, [c for c in show if c in shown.columns]))
+    show = [m, "implementation", "mode", "k", "side", "B", "dtype", "direction", "median_ms", *ratio_cols]
+    if not ratio_table.empty:
+        ratio_table = ratio_table.assign(median_ms=ratio_table["median"] * 1e3)
+        ratio_table = ratio_table.sort_values(["machine", "mode", "dtype", "direction", "k", "side"])
+    lines.append(markdown_table(ratio_table, show))
+    lines += ["## Memory: peak tensor memory and process RSS", "",
+              "Tensor: the allocator's high-water mark during one call (device memory on GPUs). RSS: the whole "
+              "process's resident set (host memory), its peak over warm-up and timed rounds, and its growth above "
+              "the level at the case's start. RSS sees allocator fragmentation and cached blocks, which tensor counts "
+              "cannot; memory the process already holds from earlier cases is reused without growing it, so a "
+              "growth near 0 means the case fit in what the process had.", ""]
+    mem = memory_table(df)
+    lines.append(markdown_table(mem, [m, "implementation", "mode", "k", "side", "B", "dtype", "direction",
+                                      "tensor_peak_MiB", "rss_growth_MiB", "rss_peak_MiB"]))
     lines += ["## Median time (ms) by configuration", ""]
-    for mode in sorted(df.loc[~df["baseline"], "mode"].dropna().unique()):
-        pivot = time_pivot(df, mode)
-        if pivot.empty:
-            continue
-        drop = ["mode"] + ([] if several else ["machine"])
-        lines += [f"### {mode}", "", markdown_table(pivot.drop(columns=drop))]
+    for mode in sorted(convnn_rows(df)["mode"].dropna().unique()):
+        pivot = time_pivot(df, mode, results.baselines)
+        if not pivot.empty:
+            lines += [f"### {mode}", "", markdown_table(pivot.drop(columns=["mode"] + ([] if several else ["machine"])))]
     failed = df[df["status"] != "ok"]
     lines += ["## Failures (kept as rows, drawn as marked points)", ""]
-    lines.append(markdown_table(failed, ["machine", "implementation", "mode", "k", "side", "B", "dtype", "direction", "status", "message"]))
+    lines.append(markdown_table(failed, [m, "implementation", "mode", "k", "side", "B", "dtype", "direction", "status", "message"]))
     noisy = df[df["warning"].notna() & (df["warning"] != "")]
-    lines += ["## Noisy rows (IQR/median > 10%)", ""]
     noisy = noisy.assign(median_ms=noisy["median"] * 1e3, iqr_ms=noisy["iqr"] * 1e3)
-    lines.append(markdown_table(noisy, ["machine", "implementation", "mode", "k", "side", "direction", "median_ms", "iqr_ms", "warning"]))
+    lines += ["## Noisy rows (IQR/median > 10%)", ""]
+    lines.append(markdown_table(noisy, [m, "implementation", "mode", "k", "side", "dtype", "direction", "median_ms", "iqr_ms", "warning"]))
     if figures:
         lines += ["## Figures", ""] + [f"![{f}]({f})" for f in figures] + [""]
     return "\n".join(lines)
+
+
+def _correctness(df: pd.DataFrame, notes: list[dict[str, Any]], several: bool) -> list[str]:
+    verdicts = {k: int(v) for k, v in df["verdict"].value_counts().items()}
+    status = {k: int(v) for k, v in df["status"].value_counts().items()}
+    lines = ["## Correctness", "",
+             "Every timed output is compared with a float64 gold on the same input, within the equivalence suite's "
+             "error bound (2 × the same-dtype PyTorch operator's error + a floor of a few ulps and √(reduction) at "
+             "the output's magnitude); n/a: every query's selection lies within the dtype's rounding.", "",
+             f"Rows: {len(df)}; status {status}; verdicts {verdicts}.", ""]
+    bad = wrong_rows(df, notes)
+    if bad.empty:
+        return [*lines, "No row is ✗.", ""]
+    reasons = list(dict.fromkeys(bad["reason"]))
+    bad = bad.assign(why=[f"[{reasons.index(r) + 1}]" for r in bad["reason"]])
+    cols = ["machine" if several else "", "implementation", "mode", "k", "side", "B", "dtype", "device", "direction",
+            "error", "bound", "error/bound", "why"]
+    return [*lines, f"{len(bad)} rows are ✗ (wrong): measured error, the bound it exceeds, and why (below the table).", "",
+            markdown_table(bad, cols), *(f"[{i + 1}] {r}  " for i, r in enumerate(reasons)), ""]

@@ -16,15 +16,18 @@ mkdir -p "$OUT"
 RESULTS=results/bench-gpu
 REPORT=reports/out/gpu
 
-timeout 30 nvidia-smi > "$OUT/machine.txt" 2>&1
+echo "# captured by scripts/gpu_check.sh: nvidia-smi, then python, torch, CUDA versions and the GPU name" > "$OUT/machine.txt"
+timeout 30 nvidia-smi >> "$OUT/machine.txt" 2>&1
 timeout 60 "$PY" -c "import torch, sys; print(sys.version); print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))" >> "$OUT/machine.txt" 2>&1
 
 # The GPU half of the suite (the CUDA variants run beside the CPU ones), ci profile.
-HYPOTHESIS_PROFILE=ci timeout -k 10 140 "$PY" -m pytest suites/equivalence -q -p no:cacheprovider -rs > "$OUT/suite.log" 2>&1
+echo "# captured by scripts/gpu_check.sh: HYPOTHESIS_PROFILE=ci python -m pytest suites/equivalence -q -p no:cacheprovider -rs" > "$OUT/suite.log"
+HYPOTHESIS_PROFILE=ci timeout -k 10 140 "$PY" -m pytest suites/equivalence -q -p no:cacheprovider -rs >> "$OUT/suite.log" 2>&1
 echo "suite exit: $?" >> "$OUT/suite.log"
 
-# The sweep stops starting new cases after $BUDGET s; the outer timeout is the hard guard.
-# Rows are journalled as they finish, so whatever ran is kept either way.
+# The sweep stops starting new cases after $BUDGET s; the outer timeout is the hard guard: its
+# SIGTERM makes the runner stop pytest cleanly, and its SIGKILL takes pytest down with the runner
+# (parent-death signal). Rows are journalled as they finish, so whatever ran is kept either way.
 timeout -k 15 $((BUDGET + 45)) "$PY" -m suites.bench --preset full --device cuda --out "$RESULTS" \
     --budget-s "$BUDGET" --case-timeout 120 > "$OUT/sweep.log" 2>&1
 echo "sweep exit: $?" >> "$OUT/sweep.log"

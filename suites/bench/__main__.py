@@ -4,12 +4,21 @@
 
 Runs ``pytest suites/bench/test_bench.py`` on the preset's cases with a journal
 (``<out>/<stem>.jsonl``) that every finished case is appended to, then assembles
-``<out>/<stem>.json`` (pytest-benchmark's schema: machine_info, commit_info, benchmarks) from
-it. A rerun resumes after the journal's last case (``--fresh`` starts over). A case whose
-process died under it (segfault, the OOM killer, a hard timeout) is recorded as ``crashed``
-and the sweep goes on. With several visible GPUs and ``--device cuda`` the cases are spread over
-them by pytest-xdist, one worker per GPU pinned through ``CUDA_VISIBLE_DEVICES`` (the test
-timing stays one case per device at a time); CPU sweeps run serially.
+``<out>/<stem>.json`` (pytest-benchmark's schema: machine_info, commit_info, benchmarks, plus a
+``convnn_bench`` section with the preset's baselines and bars) from it. A rerun resumes after
+the journal's last case (``--fresh`` starts over). A case whose process died under it
+(segfault, the OOM killer, a hard timeout) is recorded as ``crashed`` and the sweep goes on.
+With several visible GPUs and ``--device cuda`` the cases are spread over them by
+pytest-xdist, one worker per GPU pinned through ``CUDA_VISIBLE_DEVICES`` (the test timing stays
+one case per device at a time); CPU sweeps run serially.
+
+One sweep per journal: the runner holds ``<journal>.lock`` (``flock``) for the whole run and a
+second one on the same journal is refused, naming the PID that holds it; a lock left by a dead
+process never blocks. The pytest child dies with the runner, even when the runner is killed
+with SIGKILL (`lifeline`); SIGINT, SIGTERM and SIGHUP stop both cleanly.
+
+``--annotate FILE`` adds the preset's baselines and bars (and ``--note`` texts) to a results
+file written before the sweep recorded them, saying so in the file; its rows are not touched.
 """
 
 from __future__ import annotations
@@ -20,22 +29,28 @@ import importlib.util
 import json
 import os
 import platform
+import shlex
+import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
-from suites.bench import journal
-from suites.bench.cases import Case
+from suites import jsonl
+from suites.bench import journal, lifeline
+from suites.bench.cases import Case, unsupported
 from suites.bench.machine import commit_info, machine_info
-from suites.bench.presets import PRESETS, get_preset
+from suites.bench.presets import PRESETS, definitions, get_preset
 
 HERE = Path(__file__).resolve().parent
 
 #: pytest exit codes that mean the user (or a supervisor) stopped the sweep: SIGINT, SIGTERM,
 #: SIGHUP. Cases cut short by them are rerun on resume; any other death marks the case crashed.
 USER_STOP = (2, -2, -15, -1)
+#: Exit code of a sweep refused because another one holds the journal (EX_TEMPFAIL).
+LOCKED = 75
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,6 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--impl", action="append", default=None, help="implementation(s) timed as ConvNN (default: reference)")
     p.add_argument("--gpus", type=int, default=None, help="GPUs to spread over (default: all visible, CUDA sweeps only)")
     p.add_argument("--case-timeout", type=float, default=900.0, help="hard per-case limit in seconds (pytest-timeout)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads of the timed process (OMP_NUM_THREADS; default: torch's). On a host shared with other "
+                        "jobs, 1 avoids OpenMP threads spinning at barriers while the other core is taken")
     p.add_argument("--retry", action="append", choices=("crashed", "error", "oom", "time_limit", "wrong"),
                    help="on resume, rerun cases whose recorded status is this (repeatable)")
     p.add_argument("--budget-s", type=float, default=None,
@@ -53,6 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fresh", action="store_true", help="discard this preset's journal and start over")
     p.add_argument("--assemble-only", action="store_true", help="only write the JSON from the journal")
     p.add_argument("--list", action="store_true", help="print the preset's cases and exit")
+    p.add_argument("--annotate", metavar="FILE", help="add the preset's baselines and bars to a results file that lacks them")
+    p.add_argument("--note", action="append", default=[], metavar="[FIELD=VALUE,...:]TEXT",
+                   help="with --annotate: a note for the report, on the rows matching the fields (repeatable)")
     return p.parse_args(argv)
 
 
@@ -66,6 +87,12 @@ def gpu_count() -> int:
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def command_line(argv: list[str] | None) -> str:
+    """This invocation as one shell line (``python -m suites.bench ...``)."""
+    args = sys.argv[1:] if argv is None else argv
+    return shlex.join(["python", "-m", "suites.bench", *args])
 
 
 def pytest_command(args: argparse.Namespace, device: str, journal_path: Path, gpus: int) -> tuple[list[str], dict[str, str]]:
@@ -82,6 +109,10 @@ def pytest_command(args: argparse.Namespace, device: str, journal_path: Path, gp
     for spec in args.impl or []:
         cmd.append(f"--impl={spec}")
     env = dict(os.environ)
+    env[lifeline.PARENT_ENV] = str(os.getpid())
+    env[journal.RUN_ENV] = args.run
+    if args.threads is not None:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)
     if args.deadline is not None:
         env["CONVNN_BENCH_DEADLINE"] = f"{args.deadline:.3f}"
     if gpus > 1 and not _installed("xdist"):
@@ -110,58 +141,96 @@ def crashed_row(case_id: str, cases: dict[str, Case]) -> dict[str, Any]:
             "param": case_id, "extra_info": info, "options": {}, "stats": None}
 
 
-def sweep(args: argparse.Namespace, device: str, journal_path: Path) -> None:
-    """Run pytest until every case has a row (or no pass makes progress)."""
-    preset = get_preset(args.preset)
-    cases = {c.id: c for c in preset.cases(device, _impl_names(args))}
+def run_pytest(cmd: list[str], env: dict[str, str], lock: jsonl.FileLock) -> tuple[int, int | None]:
+    """Run one pytest pass as a child that dies with this process and shares its lock; signals
+    to this process stop the child cleanly. Returns pytest's exit code (negative: killed by a
+    signal) and the first signal this process received meanwhile (None: none)."""
+    assert lock.fd is not None
+    env = {**env, journal.LOCK_FD_ENV: str(lock.fd)}
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, pass_fds=(lock.fd,),
+                            preexec_fn=lifeline.child_setup(os.getpid()))
+    lock.update(child=proc.pid)
+    with lifeline.forward_signals(proc) as received:
+        rc = lifeline.wait(proc, received)
+    lock.update(child=None)
+    return rc, (received[0][0] if received else None)
+
+
+def sweep(args: argparse.Namespace, device: str, journal_path: Path, lock: jsonl.FileLock, cases: dict[str, Case]) -> int | None:
+    """Run pytest until every case has a row (or no pass makes progress). Returns the signal
+    that stopped the sweep, if one did."""
     retry = tuple(args.retry or ())
     gpus = args.gpus if args.gpus is not None else (gpu_count() if device.startswith("cuda") else 1)
     while True:
         before = journal.read_all(journal_path)
         remaining = set(cases) - journal.done_ids(before, retry)
         if not remaining:
-            return
+            return None
         print(f"convnn bench: {args.preset} on {device}: {len(remaining)} of {len(cases)} cases to run", flush=True)
         cmd, env = pytest_command(args, device, journal_path, gpus)
-        rc = subprocess.call(cmd, env=env)
-        if rc in USER_STOP:
-            print(f"convnn bench: stopped (exit {rc}); rerun the same command to resume", flush=True)
-            return
+        rc, stopped_by = run_pytest(cmd, env, lock)
+        if stopped_by is not None or rc in USER_STOP:
+            print(f"convnn bench: stopped (pytest exit {rc}); rerun the same command to resume", flush=True)
+            return stopped_by or signal.SIGINT
         after = journal.read_all(journal_path)
-        lost = (journal.started_ids(after) - journal.done_ids(after, retry)) & remaining
+        lost = (journal.started_ids(after, args.run) - journal.done_ids(after, retry)) & remaining
         for case_id in sorted(lost):
             journal.append(journal_path, {"type": "row", "row": crashed_row(case_id, cases)})
         progress = len(journal.done_ids(journal.read_all(journal_path), retry) & remaining)
         if args.deadline is not None and time.time() > args.deadline:
             print(f"convnn bench: time budget spent; {len(remaining) - progress} cases left for a rerun", flush=True)
-            return
+            return None
         if rc in (3, 4) or progress == 0:  # internal or usage error, or stuck
             print(f"convnn bench: pytest exited with {rc}; {len(remaining) - progress} cases left for a rerun", flush=True)
-            return
+            return None
 
 
-def _impl_names(args: argparse.Namespace) -> tuple[str, ...]:
+def _impls(args: argparse.Namespace) -> dict[str, Any]:
     from suites.implementations import load_implementation
 
-    return tuple(load_implementation(s).name for s in (args.impl or ["reference"]))
+    loaded = (load_implementation(s) for s in (args.impl or ["reference"]))
+    return {impl.name: impl for impl in loaded}
 
 
-def assemble(journal_path: Path, out_path: Path, preset: str, case_ids: set[str]) -> int:
-    """Write the pytest-benchmark JSON of the journal's rows of ``case_ids`` (the preset's
-    current cases); returns the row count."""
-    records = journal.read_all(journal_path)
-    rows = [r for r in journal.rows(records) if r["param"] in case_ids]
-    doc = {
+def header(preset_name: str, cases: list[Case], command: str) -> dict[str, Any]:
+    """The results file's header: machine and commit info, and the ``convnn_bench`` section
+    (preset, command, baselines, bars)."""
+    preset = get_preset(preset_name)
+    return {
         "machine_info": machine_info(),
         "commit_info": commit_info(),
+        "convnn_bench": {"preset": preset_name, "command": command, **definitions(preset, cases)},
+    }
+
+
+def write_results(path: Path, doc: dict[str, Any]) -> None:
+    """Write ``doc`` as JSON, its first line naming the command that wrote it; atomically."""
+    first = {"generated_by": doc.pop("generated_by")}
+    text = json.dumps({**first, **doc}, indent=1, default=str)
+    text = "{" + text[1:].lstrip("\n ")  # '{"generated_by": ...' on line one
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(text + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def assemble(journal_path: Path, out_path: Path, preset: str, cases: list[Case], command: str) -> int:
+    """Write the pytest-benchmark JSON of the journal's rows of ``cases`` (the preset's current
+    cases); returns the row count."""
+    records = journal.read_all(journal_path)
+    ids = {c.id for c in cases}
+    rows = [r for r in journal.rows(records) if r["param"] in ids]
+    head = header(preset, cases, command)
+    head["convnn_bench"]["peaks"] = [{"device": d, "dtype": t, "gflops": g} for (d, t), g in journal.peaks(records).items()]
+    doc = {
+        "generated_by": f"{command} (assembled from {journal_path.name}); do not edit",
+        "machine_info": head["machine_info"],
+        "commit_info": head["commit_info"],
         "benchmarks": rows,
         "datetime": dt.datetime.now(dt.timezone.utc).isoformat(),
         "version": _pytest_benchmark_version(),
-        "convnn_bench": {"preset": preset, "peaks": [{"device": d, "dtype": t, "gflops": g} for (d, t), g in journal.peaks(records).items()]},
+        "convnn_bench": head["convnn_bench"],
     }
-    tmp = out_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=1, default=str), encoding="utf-8")
-    tmp.replace(out_path)
+    write_results(out_path, doc)
     return len(rows)
 
 
@@ -171,27 +240,98 @@ def _pytest_benchmark_version() -> str:
     return version("pytest-benchmark")
 
 
+def parse_note(text: str) -> dict[str, Any]:
+    """``"implementation=dense-naive,dtype=float32: text"`` -> ``{"where": {...}, "text": ...}``
+    (no ``FIELD=VALUE`` part: a note on the whole file)."""
+    head, sep, body = text.partition(":")
+    if sep and head and all("=" in part for part in head.split(",")):
+        where = dict(part.strip().split("=", 1) for part in head.split(","))
+        return {"where": where, "text": body.strip()}
+    return {"where": {}, "text": text.strip()}
+
+
+def annotate(path: Path, preset_name: str, notes: list[str], command: str) -> None:
+    """Add the preset's baselines and bars, and ``notes``, to the results file ``path``, with
+    what added them; rows and measurements stay as they are."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    preset = get_preset(preset_name)
+    ids = {str(b.get("param")) for b in doc.get("benchmarks", [])}
+    cases = [c for c in preset.cases(preset.device) if c.id in ids] or preset.cases(preset.device)
+    section = doc.setdefault("convnn_bench", {})
+    section.update(definitions(preset, cases))
+    commit = commit_info().get("id") or "unknown"
+    section["annotated"] = {
+        "by": command, "commit": commit, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "what": f"baselines and bars of preset {preset_name!r} as defined at commit {commit[:12]}, added after the run;"
+                " the rows are as the sweep wrote them",
+    }
+    section["notes"] = [*section.get("notes", []), *(parse_note(n) for n in notes)]
+    previous = doc.pop("generated_by", None) or "an earlier version of python -m suites.bench"
+    write_results(path, {"generated_by": f"{previous}; annotated by {command}", **doc})
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    command = command_line(argv)
     preset = get_preset(args.preset)
+    if args.annotate:
+        plain = shlex.join(["python", "-m", "suites.bench", "--preset", args.preset, "--annotate", args.annotate])
+        annotate(Path(args.annotate), args.preset, args.note, plain + (f" (+{len(args.note)} --note)" if args.note else ""))
+        print(f"convnn bench: added the baselines and bars of preset {args.preset} to {args.annotate}", flush=True)
+        return 0
     device = args.device or ("cuda" if gpu_count() > 0 else "cpu")
+    if args.threads is not None:  # the header's torch_threads then says what the child runs with
+        import torch
+
+        torch.set_num_threads(args.threads)
+    impls = _impls(args)
+    case_list = preset.cases(device, tuple(impls))
     if args.list:
-        for case in preset.cases(device, _impl_names(args)):
+        for case in case_list:
             print(case.id)
         return 0
+    declined = {c.id: r for c in case_list if (r := unsupported(c, impls.get(c.implementation))) is not None}
+    if declined:
+        print(f"convnn bench: {len(declined)} cases not supported by their implementation, left out:", flush=True)
+        for case_id, reason in sorted(declined.items()):
+            print(f"  {case_id}: {reason}", flush=True)
+        case_list = [c for c in case_list if c.id not in declined]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = result_stem(args.preset, device)
     journal_path = out / f"{stem}.jsonl"
-    if args.fresh:
-        for path in [journal_path, *out.glob(journal_path.name + ".gw*")]:
-            path.unlink(missing_ok=True)
-    args.deadline = time.time() + args.budget_s if args.budget_s else None
-    if not args.assemble_only:
-        sweep(args, device, journal_path)
-    case_ids = {c.id for c in preset.cases(device, _impl_names(args))}
-    n = assemble(journal_path, out / f"{stem}.json", args.preset, case_ids)
-    print(f"convnn bench: {n} rows in {out / (stem + '.json')}", flush=True)
+    json_path = out / f"{stem}.json"
+    if args.assemble_only:
+        try:
+            jsonl.FileLock(journal.lock_path(journal_path)).acquire(command=command).release()
+        except jsonl.LockHeld as held:
+            print(f"convnn bench: note: {journal.refusal(journal_path, held.holder).split(';')[0]}; "
+                  "the JSON holds the rows written so far", flush=True)
+        return _report_rows(assemble(journal_path, json_path, args.preset, case_list, command), case_list, json_path)
+    if device.startswith("cuda") and gpu_count() == 0:
+        print("convnn bench: --device cuda but no CUDA device is visible", file=sys.stderr, flush=True)
+        return 2
+    try:
+        lock = jsonl.FileLock(journal.lock_path(journal_path)).acquire(command=command, journal=str(journal_path))
+    except jsonl.LockHeld as held:
+        print(f"convnn bench: {journal.refusal(journal_path, held.holder)}", file=sys.stderr, flush=True)
+        return LOCKED
+    with lock:
+        if args.fresh:
+            for path in [journal_path, *out.glob(journal_path.name + ".gw*")]:
+                path.unlink(missing_ok=True)
+        args.deadline = time.time() + args.budget_s if args.budget_s else None
+        args.run = uuid.uuid4().hex[:12]
+        journal.append(journal_path, {"type": "meta", "run": args.run, **header(args.preset, case_list, command)})
+        stopped_by = sweep(args, device, journal_path, lock, {c.id: c for c in case_list})
+        _report_rows(assemble(journal_path, json_path, args.preset, case_list, command), case_list, json_path)
+        return 0 if stopped_by is None else 128 + int(stopped_by)
+
+
+def _report_rows(n: int, cases: list[Case], path: Path) -> int:
+    left = len(cases) - n
+    tail = f"; {left} left for a rerun of the same command" if left else ""
+    print(f"convnn bench: {n} rows ({n} of {len(cases)} cases) in {path}{tail}", flush=True)
     return 0
 
 

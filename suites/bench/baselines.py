@@ -1,4 +1,7 @@
-"""Baselines timed in the same sweep as ConvNN.
+"""Baselines timed in the same sweep as ConvNN, as code (the functions below, the conv calls in
+`cases.py`) and as data (`BASELINES`: what each one is, which ConvNN rows it is compared with,
+on which row fields). The sweep writes that data into its results, and the report reads it from
+there.
 
 - ``conv2d`` / ``conv2d-depthwise``: `F.conv2d` with the matching kernel (built in `cases.py`).
 - ``sdpa``: `F.scaled_dot_product_attention` with whatever backend PyTorch picks (recorded).
@@ -9,11 +12,49 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-BASELINES = ("conv2d", "conv2d-depthwise", "sdpa", "sdpa-math", "kvt-dense", "dense-naive")
+#: Row fields that every ConvNN row shares with the baseline row it is divided by.
+SHAPE = ("N", "side", "C", "B", "dtype", "device", "direction")
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """One baseline: its rows are recorded under mode ``computes``; a ConvNN row of a mode in
+    ``compared_with`` is divided by the baseline row that equals it on every field of
+    ``match`` (and comes from the same machine)."""
+
+    name: str
+    label: str
+    computes: str
+    compared_with: tuple[str, ...]
+    match: tuple[str, ...]
+
+    def as_data(self) -> dict[str, Any]:
+        return {"name": self.name, "label": self.label, "computes": self.computes,
+                "compared_with": list(self.compared_with), "match": list(self.match)}
+
+
+_SAME_CASE = ("mode", "k", *SHAPE)
+_ANY_SELECTION = ("feature", "feature-random", "feature-grid", "hybrid", "attention", "kvt")
+BASELINES: dict[str, Baseline] = {
+    b.name: b
+    for b in (
+        Baseline("conv2d", "F.conv2d with the same kernel", "position", ("position",), _SAME_CASE),
+        Baseline("conv2d-depthwise", "depthwise F.conv2d (groups = C)", "position-depthwise", ("position-depthwise",), _SAME_CASE),
+        Baseline("dense-naive", "research-style feature ConvNN: whole N×N scores, top-k, expanded gather, Conv1d",
+                 "feature", ("feature",), _SAME_CASE),
+        Baseline("sdpa", "F.scaled_dot_product_attention, one head, PyTorch's default (fused) backend", "attention",
+                 _ANY_SELECTION, SHAPE),
+        Baseline("sdpa-math", "F.scaled_dot_product_attention, one head, math backend", "attention", ("attention", "kvt"), SHAPE),
+        Baseline("kvt-dense", "KVT as defined: dense scores, top-k mask, softmax (cr.kvt_attention)", "kvt", ("kvt",), _SAME_CASE),
+    )
+}
 
 
 def dense_naive_convnn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, k: int) -> torch.Tensor:

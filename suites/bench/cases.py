@@ -4,7 +4,12 @@ A `Case` is one point of the sweep: implementation × mode × k × resolution ×
 device × direction. `build` turns it into a `Workload`: seeded inputs on the device, a
 zero-argument ``run`` (forward, or forward+backward), the float64 ``gold`` output on the
 promoted inputs, the same-dtype trusted PyTorch ``base`` where one exists, and a per-query mask
-of selections that are ambiguous at this dtype (compared tie-tolerantly, SPEC §3.4, §4).
+of selections that are ambiguous at this dtype (left out of the comparison: with a tie within
+rounding at the k-th score, a correct implementation may select another set).
+
+Inputs come from `suites.inputs.randn`, one seed per tensor derived from the case's ``seed``
+(`INPUT_SEEDS`: offsets per tensor name), the same for every implementation of one shape; the
+row records them (``input_seeds``).
 
 Modes (image input ``(B, C, H, W)`` with ``N = H*W``, or tokens ``(B, N, C)``):
   position            3×3 (or K×K) conv configuration, `cr.conv_config(K, padding=K//2)`, k = K²
@@ -31,20 +36,14 @@ import torch.nn.functional as F
 import convnn_ref as cr
 from suites.bench import baselines
 from suites.implementations import Implementation
+from suites.inputs import randn
 
 IMAGE_MODES = ("position", "position-depthwise", "feature", "feature-random", "feature-grid", "hybrid")
 TOKEN_MODES = ("attention", "kvt")
 MODES = IMAGE_MODES + TOKEN_MODES
 DIRECTIONS = ("forward", "forward+backward")
 #: The mode each baseline computes (ConvNN implementations compute every mode).
-BASELINE_MODES = {
-    "conv2d": ("position",),
-    "conv2d-depthwise": ("position-depthwise",),
-    "dense-naive": ("feature",),
-    "sdpa": ("attention",),
-    "sdpa-math": ("attention",),
-    "kvt-dense": ("kvt",),
-}
+BASELINE_MODES = {b.name: (b.computes,) for b in baselines.BASELINES.values()}
 SELECTING_MODES = ("feature", "feature-random", "feature-grid", "hybrid", "kvt")
 
 
@@ -123,6 +122,7 @@ class Workload:
     reduction: int
     inputs: dict[str, torch.Tensor] = field(default_factory=dict)
     backend: str = ""
+    seeds: dict[str, int] = field(default_factory=dict)
 
 
 def dtype_of(name: str) -> torch.dtype:
@@ -147,13 +147,20 @@ def config_of(case: Case) -> cr.ConvNNConfig:
 
 
 def _generator(case: Case) -> torch.Generator:
+    """The generator of random candidate sets (not of inputs)."""
     return torch.Generator().manual_seed(case.seed)
 
 
-def _randn(shape: tuple[int, ...], gen: torch.Generator, case: Case, scale: float = 1.0) -> torch.Tensor:
-    """Drawn in float32 on the CPU from ``gen`` (so every implementation and dtype of one shape
-    sees the same values, up to the cast), then cast and moved."""
-    return (torch.randn(shape, generator=gen) * scale).to(dtype_of(case.dtype)).to(case.device)
+#: Seed offset of each input tensor from the case's seed.
+INPUT_SEEDS = {"x": 0, "weight": 1, "bias": 2, "q": 0, "k": 1, "v": 2, "grad_out": 3}
+
+
+def _input(name: str, shape: tuple[int, ...], case: Case, seeds: dict[str, int], scale: float = 1.0) -> torch.Tensor:
+    """Input ``name`` of ``case``: `suites.inputs.randn` with the seed ``case.seed +
+    INPUT_SEEDS[name]`` (recorded in ``seeds``) times ``scale``, in the case's dtype and device."""
+    seeds[name] = case.seed + INPUT_SEEDS[name]
+    t = randn(shape, seeds[name], torch.float64)
+    return (t * scale if scale != 1.0 else t).to(dtype=dtype_of(case.dtype), device=case.device)
 
 
 def build(case: Case, impl: Implementation | None) -> Workload:
@@ -165,15 +172,15 @@ def build(case: Case, impl: Implementation | None) -> Workload:
 
 
 def _build_image(case: Case, impl: Implementation | None) -> Workload:
-    gen = _generator(case)
     config = config_of(case)
     groups = config.groups
     ks = case.kernel_size or round(math.sqrt(case.k))
     c_in_g = case.C // groups
-    x = _randn((case.B, case.C, case.side, case.side), gen, case)
-    weight = _randn((case.C, c_in_g, case.k), gen, case, scale=1.0 / math.sqrt(c_in_g * case.k))
-    bias = _randn((case.C,), gen, case, scale=0.1)
-    grad_out = _randn((case.B, case.C, case.side, case.side), gen, case)
+    seeds: dict[str, int] = {}
+    x = _input("x", (case.B, case.C, case.side, case.side), case, seeds)
+    weight = _input("weight", (case.C, c_in_g, case.k), case, seeds, scale=1.0 / math.sqrt(c_in_g * case.k))
+    bias = _input("bias", (case.C,), case, seeds, scale=0.1)
+    grad_out = _input("grad_out", (case.B, case.C, case.side, case.side), case, seeds)
     backward = case.direction == "forward+backward"
     inputs = {"x": x, "weight": weight, "bias": bias}
     if backward:
@@ -217,14 +224,14 @@ def _build_image(case: Case, impl: Implementation | None) -> Workload:
         return _ambiguous_queries(nb.score, case, rank_matters=True)
 
     run, output = _runners(lambda: call(x, weight, bias), grad_out, list(inputs.values()), backward)
-    return Workload(run, output, gold, base, ambiguous, reduction=c_in_g * case.k, inputs=inputs)
+    return Workload(run, output, gold, base, ambiguous, reduction=c_in_g * case.k, inputs=inputs, seeds=seeds)
 
 
 def _build_tokens(case: Case, impl: Implementation | None) -> Workload:
-    gen = _generator(case)
     config = config_of(case)
-    q, k, v = (_randn((case.B, case.N, case.C), gen, case) for _ in range(3))
-    grad_out = _randn((case.B, case.N, case.C), gen, case)
+    seeds: dict[str, int] = {}
+    q, k, v = (_input(name, (case.B, case.N, case.C), case, seeds) for name in ("q", "k", "v"))
+    grad_out = _input("grad_out", (case.B, case.N, case.C), case, seeds)
     backward = case.direction == "forward+backward"
     inputs = {"q": q, "k": k, "v": v}
     if backward:
@@ -270,7 +277,9 @@ def _build_tokens(case: Case, impl: Implementation | None) -> Workload:
         return _ambiguous_queries(nb.score, case, rank_matters=False)
 
     run, output = _runners(lambda: call(q, k, v), grad_out, list(inputs.values()), backward)
-    return Workload(run, output, gold, base, ambiguous, reduction=case.N if dense else case.k, inputs=inputs, backend=backend)
+    return Workload(
+        run, output, gold, base, ambiguous, reduction=case.N if dense else case.k, inputs=inputs, backend=backend, seeds=seeds
+    )
 
 
 def _runners(
@@ -306,3 +315,14 @@ def _ambiguous_queries(score: torch.Tensor, case: Case, *, rank_matters: bool) -
     if not rank_matters:
         gaps = gaps[..., -1:]
     return (gaps.abs() < tol).any(dim=-1)
+
+
+def unsupported(case: Case, impl: Implementation | None) -> str | None:
+    """Why a registry implementation declines ``case`` (its `Capabilities`), or None."""
+    if impl is None:
+        return None
+    form = "attention" if case.mode in TOKEN_MODES else "image"
+    return impl.capabilities.reason(
+        config_of(case), form=form, dtype=dtype_of(case.dtype), device=case.device, spatial_dims=2,
+        num_tokens=case.N, backward=case.direction == "forward+backward",
+    )

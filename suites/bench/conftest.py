@@ -1,5 +1,6 @@
-"""pytest wiring of the benchmark suite: options, the case parametrisation, the journal, the
-progress line, the machine-info hook and GPU pinning under pytest-xdist.
+"""pytest wiring of the benchmark suite: options, the case parametrisation, the journal (and
+its one-writer lock), the progress line, the machine-info hook, GPU pinning under pytest-xdist,
+and the tie to the runner (`lifeline`: this process dies with the runner that started it).
 
 Options (each also read from an environment variable, so plain ``pytest suites`` works):
   --bench-preset NAME   smoke (default), default, canonical, full      CONVNN_BENCH_PRESET
@@ -8,6 +9,10 @@ Options (each also read from an environment variable, so plain ``pytest suites``
   --bench-resume        skip cases the journal already holds
 ConvNN rows are timed for every ``--impl`` (the root conftest's option; ``reference`` by
 default). ``--benchmark-disable`` runs every case once, untimed, still checking correctness.
+
+The journal's lock: started by the runner, this process shares the runner's lock (its
+descriptor is passed down, ``CONVNN_BENCH_LOCK_FD``) and checks it; started by hand with a
+journal, it takes the lock itself. Either way a journal another sweep is writing is refused.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from typing import Any
 import pytest
 import torch
 
-from suites.bench import journal, measure
-from suites.bench.cases import TOKEN_MODES, Case, config_of
+from suites import jsonl
+from suites.bench import journal, lifeline, measure
+from suites.bench.cases import Case, unsupported
 from suites.bench.machine import extra_machine_info
 from suites.bench.presets import Preset, get_preset
 from suites.bench.record import measure_case
@@ -53,10 +59,40 @@ def _option(config: pytest.Config, flag: str) -> Any:
 
 def pytest_configure(config: pytest.Config) -> None:
     worker = os.environ.get("PYTEST_XDIST_WORKER")
+    parent = os.environ.get(lifeline.PARENT_ENV)
+    if parent and not worker:
+        lifeline.keep(int(parent))
+    elif parent:
+        lifeline.keep(os.getppid())  # an xdist worker dies with the pytest that started it
     if worker and os.environ.get("CONVNN_BENCH_PINNED") == "1":
         visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
         if "," in visible:
             raise pytest.UsageError(f"xdist worker {worker} sees several GPUs ({visible}); the runner pins one per worker")
+    path = _option(config, "--bench-journal")
+    if path and not worker:
+        config.stash[_LOCK] = _journal_lock(Path(path))
+
+
+_LOCK = pytest.StashKey["jsonl.FileLock | None"]()
+
+
+def _journal_lock(path: Path) -> jsonl.FileLock | None:
+    """The runner's lock when it passed one down (None: nothing to release here), else this
+    process's own; a journal that another live process is writing is refused."""
+    lock = journal.lock_path(path)
+    fd = os.environ.get(journal.LOCK_FD_ENV)
+    if fd is not None and jsonl.holds(int(fd), lock):
+        return None
+    try:
+        return jsonl.FileLock(lock).acquire(command="pytest", journal=str(path))
+    except jsonl.LockHeld as held:
+        raise pytest.UsageError(journal.refusal(path, held.holder)) from None
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    lock = config.stash.get(_LOCK, None)
+    if lock is not None:
+        lock.release()
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
@@ -117,7 +153,7 @@ class BenchState:
         reason = unsupported(case, impl)
         if reason is not None:
             pytest.skip(f"{case.implementation} does not support this case: {reason}")
-        self._write({"type": "start", "id": case.id})
+        self._write({"type": "start", "id": case.id, "run": os.environ.get(journal.RUN_ENV)})
         row = measure_case(
             case,
             impl,
@@ -147,17 +183,6 @@ class BenchState:
         timing = f"{median * 1e3:9.2f} ms" if median else "   untimed  "
         verdict = info.get("verdict") or "-"
         self.pending_line = f"[{done:4d}/{total}] {case.id:<66} {timing} {verdict} {info['status']:<10} ETA {_clock(eta)}"
-
-
-def unsupported(case: Case, impl: Implementation | None) -> str | None:
-    """Why a registry implementation declines ``case`` (its `Capabilities`), or None."""
-    if impl is None:
-        return None
-    form = "attention" if case.mode in TOKEN_MODES else "image"
-    return impl.capabilities.reason(
-        config_of(case), form=form, dtype=getattr(torch, case.dtype), device=case.device, spatial_dims=2,
-        num_tokens=case.N, backward=case.direction == "forward+backward",
-    )
 
 
 def _cost(case: Case) -> float:

@@ -1,44 +1,52 @@
-"""The sweep's journal: one JSON object per line, appended and flushed as each case finishes,
-so a sweep killed half-way keeps its rows and a rerun resumes after them.
+"""The sweep's journal: one JSON object per line (`suites.jsonl`), appended and forced to disk as
+each case finishes, so a sweep killed half-way keeps its rows and a rerun resumes after them.
+One sweep writes a journal at a time: the runner holds `lock_path` for the whole run.
 
-Records: ``{"type": "start", "id": ...}`` before a case runs; ``{"type": "row", "row": {...}}``
-when it ends (a pytest-benchmark benchmark entry, failures included); ``{"type": "peak",
-"device": ..., "dtype": ..., "gflops": ...}`` for the matmul peak, measured once per run.
+Records:
+- ``{"type": "meta", "run": ..., ...}``: written by the runner as a run starts: the header of
+  the results file (machine and commit info, the preset, its baselines and bars), so that a
+  journal whose sweep never finished can still be read on its own;
+- ``{"type": "start", "id": ..., "run": ...}`` before a case runs;
+- ``{"type": "row", "row": {...}}`` when it ends (a pytest-benchmark benchmark entry, failures
+  included);
+- ``{"type": "peak", "device": ..., "dtype": ..., "gflops": ...}``: the matmul peak, measured
+  once per journal.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
+from suites.jsonl import Record, append, read
 
-def append(path: str | Path, record: dict[str, Any]) -> None:
-    """Append one record and flush it to disk (safe against a kill right after)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record, default=str) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+__all__ = ["append", "done_ids", "lock_path", "peaks", "read", "read_all", "refusal", "rows", "started_ids"]
 
-
-def read(path: str | Path) -> list[dict[str, Any]]:
-    """Every complete record; a torn last line (a kill mid-write) is ignored."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
+#: Environment of a pytest started by the runner: the lock descriptor it passes down and the
+#: run's identifier (on every ``start`` record, so the runner knows which cases this run began).
+LOCK_FD_ENV = "CONVNN_BENCH_LOCK_FD"
+RUN_ENV = "CONVNN_BENCH_RUN"
 
 
-def read_all(path: str | Path) -> list[dict[str, Any]]:
+def lock_path(journal: str | Path) -> Path:
+    """The lock file beside ``journal`` (held by the sweep writing it)."""
+    journal = Path(journal)
+    return journal.with_name(journal.name + ".lock")
+
+
+def refusal(journal: str | Path, holder: Record) -> str:
+    """The message that refuses a second writer of ``journal``; ``holder`` is what the lock
+    file says (`suites.jsonl.LockHeld.holder`)."""
+    who = f"PID {holder.get('pid', '?')}"
+    if holder.get("child"):
+        who += f", its pytest PID {holder['child']}"
+    if holder.get("command"):
+        who += f": {holder['command']}"
+    return (f"another sweep is writing the journal {journal} ({who}); wait for it to finish or stop it, "
+            "then run this again (a lock left by a dead process never blocks)")
+
+
+def read_all(path: str | Path) -> list[Record]:
     """The records of ``path`` and of its per-worker siblings ``path.gw0``, ``path.gw1``, ...
     (pytest-xdist workers each append to their own file)."""
     path = Path(path)
@@ -48,23 +56,25 @@ def read_all(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-def rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def rows(records: list[Record]) -> list[dict[str, Any]]:
     """The benchmark rows, the last one kept when a case was recorded twice."""
     return list(_last_rows(records).values())
 
 
-def done_ids(records: list[dict[str, Any]], retry: tuple[str, ...] = ()) -> set[str]:
+def done_ids(records: list[Record], retry: tuple[str, ...] = ()) -> set[str]:
     """Cases with a row, except those whose last row has a status in ``retry``."""
     return {case_id for case_id, row in _last_rows(records).items() if row["extra_info"].get("status") not in retry}
 
 
-def _last_rows(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _last_rows(records: list[Record]) -> dict[str, dict[str, Any]]:
     return {r["row"]["param"]: r["row"] for r in records if r.get("type") == "row"}
 
 
-def started_ids(records: list[dict[str, Any]]) -> set[str]:
-    return {r["id"] for r in records if r.get("type") == "start"}
+def started_ids(records: list[Record], run: str | None = None) -> set[str]:
+    """Cases with a ``start`` record (of run ``run`` only, when given)."""
+    return {r["id"] for r in records if r.get("type") == "start" and (run is None or r.get("run") == run)}
 
 
-def peaks(records: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
+def peaks(records: list[Record]) -> dict[tuple[str, str], float]:
     return {(r["device"], r["dtype"]): r["gflops"] for r in records if r.get("type") == "peak"}
+

@@ -45,14 +45,6 @@ def commit_info() -> dict[str, Any]:
     return dict(get_commit_info())
 
 
-def machine_label(info: dict[str, Any]) -> str:
-    """A short label for reports: GPU name if any, else CPU model, plus the host name."""
-    gpus = info.get("gpus") or []
-    device = gpus[0]["name"] if gpus else (info.get("cpu_model") or info.get("processor") or "cpu")
-    threads = "" if gpus else f" ({info.get('torch_threads') or info.get('cpu_threads')} threads)"
-    return f"{info.get('node', 'host')}: {device}{threads}"
-
-
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:

@@ -1,19 +1,27 @@
-"""Named sweeps. A preset is data: its cases and its timing settings; `measure` does the rest.
+"""Named sweeps. A preset is data: its cases, its timing settings and its bars (the headline
+comparisons its report leads with); `measure` does the rest.
 
 - ``smoke``: tiny shapes, every mode, baseline and direction once; what ``make verify`` runs
   (with ``--benchmark-disable``) and what plain ``pytest suites`` collects. Under a minute.
 - ``default``: this project's CPU sweep (B = 8, C = 64, float32), under 15 minutes on 2 cores,
-  holding every configuration the performance bars of issue 6 are read from.
+  holding every configuration its bars are read from.
 - ``canonical``: a fixed small set (forward, 32×32, B = 8, C = 64, float32) whose numbers two
   users can compare across machines.
 - ``full``: for GPU hosts: resolutions up to 128², more k, bfloat16 and float16 beside float32.
+- ``tiny``: six small forward cases of about a second each; the runner's own tests (process
+  ownership, the journal lock, resume) run it.
+
+`definitions` turns a preset's baselines and bars into the data the sweep writes beside its
+rows (the report reads them from there).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
+from suites.bench.baselines import BASELINES
 from suites.bench.cases import Case
 
 FWD, BOTH = ("forward",), ("forward", "forward+backward")
@@ -32,20 +40,67 @@ class Timing:
 
 
 @dataclass(frozen=True)
+class Bar:
+    """A headline comparison: the ratio ConvNN / ``baseline`` of ``metric`` (``time``: median
+    time; ``memory``: peak tensor memory) on ConvNN rows of ``mode`` with ``k`` neighbours (None:
+    k = N), ``direction``, batch ``B``, ``C`` channels, ``dtype``, at each of ``sides`` (None:
+    every side measured). ``what`` says what is compared, ``name`` adds sizes, batch and
+    direction; ``target``: the ratio aimed at (None: reported without one)."""
+
+    name: str
+    what: str
+    mode: str
+    baseline: str
+    metric: str
+    direction: str
+    sides: tuple[int, ...] | None
+    k: int | None
+    B: int = 8
+    C: int = 64
+    dtype: str = "float32"
+    target: float | None = None
+
+
+def _bars(what: str, mode: str, baseline: str, metric: str, sides: tuple[int, ...] | None, k: int | None,
+          *, target: float | None = None, B: int = 8) -> list[Bar]:
+    """One bar per direction, named ``"<what> at <sizes>, B=<B>, <direction>"``."""
+    at = f" at {', '.join(f'{s}²' for s in sides)}" if sides else ""
+    return [Bar(f"{what}{at}, B={B}, {d}", what, mode, baseline, metric, d, sides, k, B=B, target=target) for d in BOTH]
+
+
+BARS: tuple[Bar, ...] = (
+    *_bars("feature k=9 cosine vs dense-naive, time", "feature", "dense-naive", "time", (56,), 9, target=1 / 6),
+    *_bars("feature k=9 cosine vs fused SDPA, time", "feature", "sdpa", "time", (32, 56, 64), 9, target=1.2),
+    *_bars("feature k=9 cosine vs fused SDPA, time", "feature", "sdpa", "time", (8, 16), 9, target=2.0),
+    *_bars("position 3×3 vs F.conv2d, time", "position", "conv2d", "time", (32, 56), 9, target=1.5),
+    *_bars("depthwise position 3×3 vs depthwise F.conv2d, time", "position-depthwise", "conv2d-depthwise", "time", None, 9),
+    *_bars("attention k=N vs SDPA math backend, time", "attention", "sdpa-math", "time", None, None, target=1.3),
+    *_bars("attention k=N vs fused SDPA, time", "attention", "sdpa", "time", None, None),
+    *_bars("KVT k=9 vs dense masked KVT, time", "kvt", "kvt-dense", "time", None, 9),
+    *_bars("feature k=9 cosine vs dense-naive, peak memory", "feature", "dense-naive", "memory", (64,), 9, target=1 / 8, B=16),
+    *_bars("feature k=9 cosine vs fused SDPA, peak memory", "feature", "sdpa", "memory", (64,), 9, target=4.0, B=16),
+)
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str
     description: str
     build: Callable[[str, tuple[str, ...]], list[Case]]
     device: str = "cpu"
     timing: Timing = Timing()
+    bars: tuple[Bar, ...] = ()
 
     def cases(self, device: str | None = None, impls: Iterable[str] = ("reference",)) -> list[Case]:
         """The preset's cases on ``device`` (its default when None), with ConvNN rows for
-        every implementation in ``impls``; duplicates removed, order kept."""
+        every implementation in ``impls``, duplicates removed, in sweep order: grouped by shape
+        (side, B, C, dtype, direction), the declared order kept within a group, so that each
+        ConvNN case runs next to the baselines it is divided by and, on a shared host, both
+        see the same load."""
         seen: dict[str, Case] = {}
         for case in self.build(device or self.device, tuple(impls)):
             seen.setdefault(case.id, case)
-        return list(seen.values())
+        return sorted(seen.values(), key=lambda c: (c.side, c.B, c.C, c.dtype, c.direction))
 
 
 def _sweep(
@@ -90,7 +145,7 @@ def _default(device: str, impls: tuple[str, ...]) -> list[Case]:
     on = {"device": device}
     big = {"device": device, "B": 16}
     cases: list[Case] = []
-    # Issue 6: feature k = 9 against SDPA (one head) and dense-naive, time against resolution.
+    # Feature k = 9 against SDPA (one head) and dense-naive, time against resolution.
     cases += _sweep(impls, "feature", (8, 16, 32, 56, 64), (9,), BOTH, **on)
     cases += _sweep(("sdpa",), "attention", (8, 16, 32, 56, 64), (0,), BOTH, **on)
     cases += _sweep(("dense-naive",), "feature", (8, 16, 32, 56), (9,), BOTH, **on)
@@ -109,7 +164,7 @@ def _default(device: str, impls: tuple[str, ...]) -> list[Case]:
     cases += _sweep(impls, "feature-random", (32, 56), (9,), FWD, r=256, **on)
     cases += _sweep(impls, "feature-grid", (32, 56), (9,), FWD, r=16, **on)
     cases += _sweep(impls, "hybrid", (32, 56), (9,), FWD, **on)
-    # Issue 6: peak memory at 64x64 with B = 16.
+    # Peak memory at 64x64 with B = 16.
     cases += _sweep((*impls, "dense-naive"), "feature", (64,), (9,), BOTH, **big)
     cases += _sweep(("sdpa",), "attention", (64,), (0,), BOTH, **big)
     return cases
@@ -153,15 +208,38 @@ def _full(device: str, impls: tuple[str, ...]) -> list[Case]:
     return cases
 
 
+def _tiny(device: str, impls: tuple[str, ...]) -> list[Case]:
+    small = {"C": 8, "B": 2, "device": device}
+    cases: list[Case] = []
+    cases += _sweep((*impls, "conv2d"), "position", (8,), (9,), FWD, **small)
+    cases += _sweep((*impls, "sdpa"), "attention", (8,), (0,), FWD, **small)
+    cases += _sweep((*impls, "kvt-dense"), "kvt", (8,), (5,), FWD, **small)
+    return cases
+
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
         Preset("smoke", "tiny shapes, every mode, baseline and direction once", _smoke, timing=Timing(1, 3, 0.02, 10.0)),
-        Preset("default", "CPU sweep, B=8, C=64, float32; holds every issue-6 bar", _default, timing=Timing(3, 15, 1.0, 60.0)),
-        Preset("canonical", "fixed forward set at 32x32 for comparing machines", _canonical, timing=Timing(10, 50, 2.0, 60.0)),
-        Preset("full", "GPU sweep up to 128x128, float32/bfloat16/float16", _full, device="cuda", timing=Timing(5, 50, 0.3, 20.0)),
+        Preset("default", "CPU sweep, B=8, C=64, float32; holds every bar", _default, timing=Timing(3, 15, 1.0, 60.0), bars=BARS),
+        Preset("canonical", "fixed forward set at 32x32 for comparing machines", _canonical, timing=Timing(10, 50, 2.0, 60.0),
+               bars=BARS),
+        Preset("full", "GPU sweep up to 128x128, float32/bfloat16/float16", _full, device="cuda", timing=Timing(5, 50, 0.3, 20.0),
+               bars=BARS),
+        Preset("tiny", "six small forward cases of about a second each (the runner's tests)", _tiny,
+               timing=Timing(3, 5000, 0.6, 10.0)),
     )
 }
+
+
+def definitions(preset: Preset, cases: Iterable[Case]) -> dict[str, Any]:
+    """What the sweep writes beside its rows: the baselines its cases time (what each is, which
+    ConvNN rows it is compared with, on which fields) and the preset's bars."""
+    used = {c.implementation for c in cases}
+    return {
+        "baselines": [b.as_data() for name, b in BASELINES.items() if name in used],
+        "bars": [{**asdict(bar), "sides": list(bar.sides) if bar.sides is not None else None} for bar in preset.bars],
+    }
 
 
 def get_preset(name: str) -> Preset:

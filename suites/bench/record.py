@@ -1,6 +1,7 @@
 """Measure one case end to end and return its row: a pytest-benchmark benchmark entry whose
-``extra_info`` carries the case, the timing summary, peak memory, FLOPs, the roofline fraction
-and the correctness verdict. Failures (out of memory, time limit, wrong result, exception)
+``extra_info`` carries the case and its input seeds, the timing summary, peak tensor memory and
+the process's peak RSS, FLOPs, the roofline fraction and the correctness verdict (with the
+precision settings in force). Failures (out of memory, time limit, wrong result, exception)
 are rows too, with a ``status``; nothing is dropped."""
 
 from __future__ import annotations
@@ -33,25 +34,28 @@ def measure_case(
     nodeid: str = "",
 ) -> dict[str, Any]:
     """Run ``case``: warm-up, timed rounds (through ``benchmark.pedantic`` when pytest-benchmark
-    is enabled, else our own loop; none when ``timed`` is False), one memory-tracked call, and
-    the verdict. Returns the row."""
+    is enabled, else our own loop; none when ``timed`` is False), both under `ProcessPeak`; one
+    memory-tracked call, and the verdict. Returns the row."""
     started = time.perf_counter()
     info: dict[str, Any] = dict(case.fields())
-    info.update(status="ok", message="")
+    info.update(status="ok", message="", torch_threads=torch.get_num_threads())
     stats: dict[str, Any] | None = None
+    rss = measure.ProcessPeak()
     try:
         work = build(case, impl)
         info["backend"] = work.backend
-        first = measure.call_seconds(work.run, case.device)  # warm-up (includes one-time costs)
-        info["first_call_s"] = first
-        if first > timing.call_limit_s:
-            info.update(status="time_limit", message=f"first call took {first:.1f} s > {timing.call_limit_s:.0f} s")
-        elif timed:
-            rounds = measure.plan_rounds(first, timing.target_s, timing.min_rounds, timing.max_rounds)
-            times, info["timer"] = _time(work.run, case.device, rounds, benchmark)
-            stats = measure.summarize(times)
-        elif benchmark is not None:  # --benchmark-disable: one untimed call through the fixture
-            benchmark.pedantic(measure.synced(work.run, case.device), rounds=1, iterations=1)
+        info["input_seeds"] = work.seeds
+        with rss:
+            first = measure.call_seconds(work.run, case.device)  # warm-up (includes one-time costs)
+            info["first_call_s"] = first
+            if first > timing.call_limit_s:
+                info.update(status="time_limit", message=f"first call took {first:.1f} s > {timing.call_limit_s:.0f} s")
+            elif timed:
+                rounds = measure.plan_rounds(first, timing.target_s, timing.min_rounds, timing.max_rounds)
+                times, info["timer"] = _time(work.run, case.device, rounds, benchmark)
+                stats = measure.summarize(times)
+            elif benchmark is not None:  # --benchmark-disable: one untimed call through the fixture
+                benchmark.pedantic(measure.synced(work.run, case.device), rounds=1, iterations=1)
         if info["status"] == "ok":
             peak, info["memory_method"] = measure.peak_memory(work.run, case.device)
             info["peak_memory_bytes"] = peak
@@ -71,6 +75,8 @@ def measure_case(
     except Exception as exc:  # every failure becomes a row, never a lost case
         info.update(status="error", message=f"{type(exc).__name__}: {exc}"[:300], traceback=_traceback())
     finally:
+        if rss.method:  # also on failures: an out-of-memory case shows how far the process grew
+            info.update(rss_start_bytes=rss.start, rss_peak_bytes=rss.peak, rss_method=rss.method)
         _release(case.device)
     _derived(case, info, stats, peak_gflops)
     info["case_wall_s"] = time.perf_counter() - started  # the whole case: warm-up, rounds, memory, verdict

@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from suites import tolerance
 from suites.bench import journal, measure
 from suites.bench.cases import Case, build
 from suites.bench.presets import PRESETS, get_preset
 from suites.implementations import load_implementation
+from suites.inputs import randn
 
 
 def test_verdict_passes_the_op_and_fails_a_perturbed_output() -> None:
@@ -27,6 +29,36 @@ def test_verdict_passes_the_op_and_fails_a_perturbed_output() -> None:
     bad[0, 0, 0, 0] += 1e-3
     wrong = measure.verdict(bad, work.gold(), base, None, work.reduction, "float32")
     assert wrong["verdict"] == "✗" and wrong["error"] == pytest.approx(1e-3, rel=1e-2)
+
+
+def test_verdict_bound_is_the_suites_bound_and_records_the_precision_settings() -> None:
+    """The benchmark's bound is `suites.tolerance.bound` (one error model); the verdict says
+    whether TF32 was allowed."""
+    work = build(Case("conv2d", "position", 9, 8, C=8, B=2), None)
+    assert work.base is not None
+    out, gold, base = work.output(), work.gold(), work.base()
+    v = measure.verdict(out, gold, base, None, work.reduction, "float32")
+    base_err = float((base.double() - gold).abs().max())
+    assert v["bound"] == pytest.approx(tolerance.bound(base_err, gold, torch.float32, work.reduction))
+    assert v["floor"] == pytest.approx(tolerance.floor(gold, torch.float32, work.reduction))
+    assert isinstance(v["allow_tf32_cudnn"], bool) and isinstance(v["allow_tf32_matmul"], bool)
+
+
+def test_inputs_come_from_the_seeded_factory_and_the_row_names_their_seeds() -> None:
+    case = Case("reference", "position", 9, 6, C=4, B=2, seed=5)
+    work = build(case, load_implementation("reference"))
+    assert work.seeds == {"x": 5, "weight": 6, "bias": 7, "grad_out": 8}
+    assert torch.equal(work.inputs["x"], randn((2, 4, 6, 6), 5, torch.float32))
+
+
+def test_process_peak_sees_a_transient_allocation() -> None:
+    """Peak RSS over a block that touches 64 MiB and frees it is at least 60 MiB above the
+    start (the tensor high-water mark cannot see what the allocator keeps; RSS does)."""
+    with measure.ProcessPeak() as rss:
+        a = torch.ones(16 * 2**20)  # 64 MiB, every page written
+        del a
+    assert rss.peak - rss.start >= 60 * 2**20, (rss.start, rss.peak, rss.method)
+    assert rss.method
 
 
 def test_ambiguous_queries_are_left_out_of_the_comparison() -> None:
@@ -87,7 +119,7 @@ def test_journal_resumes_and_retries(tmp_path: Path) -> None:
     assert journal.started_ids(records) == {"a", "b"}
 
 
-def test_default_preset_holds_every_issue_6_configuration() -> None:
+def test_default_preset_holds_the_rows_of_every_bar() -> None:
     ids = {c.id for c in get_preset("default").cases("cpu", ("reference",))}
     for side in (8, 16, 32, 56, 64):
         assert f"reference-feature-k9-{side}x{side}-C64-B8-float32-cpu-fwd" in ids
@@ -97,7 +129,15 @@ def test_default_preset_holds_every_issue_6_configuration() -> None:
         assert f"conv2d-position-k9-{side}x{side}-C64-B8-float32-cpu-fwdbwd" in ids
     assert "dense-naive-feature-k9-64x64-C64-B16-float32-cpu-fwd" in ids
     assert "sdpa-math-attention-k1024-32x32-C64-B8-float32-cpu-fwd" in ids
-    assert set(PRESETS) == {"smoke", "default", "canonical", "full"}
+    assert set(PRESETS) == {"smoke", "default", "canonical", "full", "tiny"}
+    preset = get_preset("default")
+    for bar in preset.bars:  # every bar has ConvNN rows and baseline rows in the preset
+        convnn = [c for c in preset.cases("cpu") if c.implementation == "reference" and c.mode == bar.mode
+                  and c.direction == bar.direction and c.B == bar.B and (bar.k is None or c.k == bar.k)
+                  and (bar.sides is None or c.side in bar.sides)]
+        assert convnn, bar.name
+        assert any(c.implementation == bar.baseline and c.side == convnn[0].side and c.B == bar.B
+                   for c in preset.cases("cpu")), bar.name
 
 
 def test_every_registry_implementation_case_builds() -> None:
