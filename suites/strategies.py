@@ -1,4 +1,4 @@
-"""Hypothesis strategies for the equivalence suite (SPEC §5).
+"""Hypothesis strategies for the equivalence suite (docs/testing-your-implementation.md, "What the strategies draw").
 
 Strategies draw *structure* (shapes, kernel, stride, padding, dilation, groups, heads, k, masks,
 knobs) and an integer *seed*; tensors are filled afterwards from a seeded ``torch.Generator``
@@ -9,7 +9,7 @@ knobs) and an integer *seed*; tensors are filled afterwards from a seeded ``torc
   padding, int/tuple/'valid'/'same' padding, stride, dilation, bias).
 - `attention_cases`: batch, heads, self or cross lengths, head dims, masks (none, causal, bool,
   key padding), KVT k, scale.
-- `general_cases`: every knob of `ConvNNConfig` (SPEC §2) on inputs small enough for the naive
+- `general_cases`: every knob of `ConvNNConfig` on inputs small enough for the naive
   oracle (at most `MAX_ORACLE_TOKENS` tokens).
 
 Steering: inside `steering(capabilities)` (the test runner sets it to the implementation under
@@ -263,7 +263,7 @@ def conv_cases(
     )
 
 
-#: The edges SPEC §5 pins, as ready-made cases (used with ``@example``).
+#: The edges every property pins (1x1 inputs, k = 1, k = N, C = 1, groups = C, 13x7, kernel larger than the input), as ready-made cases (used with ``@example``).
 EDGE_CONVS = (
     ConvCase(1, 1, 1, 1, (1, 1), (1, 1), (1, 1), 0, (1, 1), True, 0),  # 1x1 input, k = 1, C = 1
     ConvCase(2, 3, 6, 3, (13, 7), (3, 3), (1, 1), 1, (1, 1), True, 1),  # groups = C, 13x7
@@ -457,7 +457,7 @@ def general_cases(
     max_tokens: int = MAX_ORACLE_TOKENS,
     self_slots: tuple[str, ...] = ("candidate", "forced"),
 ) -> GeneralCase:
-    """Any valid ConvNN configuration (every knob of SPEC §2) on at most ``max_tokens`` tokens."""
+    """Any valid ConvNN configuration (every knob of `ConvNNConfig`) on at most ``max_tokens`` tokens."""
     d = _choose(draw, dims, "spatial_dims")
     basis = _choose(draw, bases, "bases")
     caps = _steering.get()
@@ -505,7 +505,7 @@ def general_cases(
             kw["coordinates"] = _choose(draw, ("integer", "normalized"), "coordinates")
             # lambda = 0 scores coordinates alone, full of geometric ties; they stay exact ties
             # only for integer coordinates under an exact similarity (not cosine), otherwise
-            # rounding orders them differently in every implementation (SPEC §3.1, ties).
+            # rounding orders them differently in every implementation (docs/semantics.md, ties).
             exact = kw["coordinates"] == "integer" and kw["similarity"] in ("dot", "scaled_dot", "euclidean")
             # A tiny lambda > 0 is a near-tie below float64 resolution: keep lambda >= 0.05.
             zero = st.just(0.0) if exact else st.nothing()

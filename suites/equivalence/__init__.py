@@ -1,2 +1,2 @@
 """The equivalence suite: Hypothesis properties holding an implementation of ConvNN to PyTorch's
-convolution and attention, to KVT, and to the naive oracle (SPEC §3-§5). One file per family."""
+convolution and attention, to KVT, and to the naive oracle (docs/semantics.md, docs/error-model.md). One file per family."""

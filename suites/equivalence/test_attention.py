@@ -89,7 +89,7 @@ def test_sdpa_twin(case: AttentionCase, dtype: torch.dtype) -> None:
 @pytest.mark.parametrize("device", DEVICES)
 @given(case=attention_cases(masks=("bool",)), dtype=dtypes)
 def test_fully_masked_row_is_zero(impl: Implementation, device: str, case: AttentionCase, dtype: torch.dtype) -> None:
-    """A query with no allowed key outputs exactly zero (the bias; SPEC §3.3), never NaN."""
+    """A query with no allowed key outputs exactly zero (the bias; docs/semantics.md), never NaN."""
     config = _dense_config(case)
     allowed = case.allowed(device)
     assert allowed is not None
@@ -198,7 +198,7 @@ def test_multihead_attention_exact(c: dict, dtype: torch.dtype) -> None:
 
 @given(c=mha_cases())
 def test_multihead_attention_qk_roles(c: dict) -> None:
-    """Swapping the q and k projections changes the function (the trap of SPEC §3.3 is observable)."""
+    """Swapping the q and k projections changes the function (the roles of queries and keys are observable)."""
     c = {**c, "kdim": None, "vdim": None, "mask": "none", "nq": max(c["nq"], 2), "nk": max(c["nk"], 2)}
     c["embed_dim"] = max(c["embed_dim"], 2 * c["num_heads"])
     mha, kw = _mha_inputs(c, torch.float64)

@@ -114,7 +114,7 @@ def test_conv2d_anisotropic_inputs_exact(impl: Implementation, device: str, case
 @given(case=conv_cases(depthwise=True), dtype=dtypes)
 @example(case=EDGE_CONVS[1], dtype=torch.float64)
 def test_depthwise_exact(impl: Implementation, device: str, case: ConvCase, dtype: torch.dtype) -> None:
-    """Depthwise convolution (groups = C_in, channel multiplier >= 1) equals F.conv*d (SPEC §3.2)."""
+    """Depthwise convolution (groups = C_in, channel multiplier >= 1) equals F.conv*d (docs/semantics.md)."""
     _conv_property("test_depthwise_exact", impl, case, dtype, device)
 
 

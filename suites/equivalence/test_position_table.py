@@ -1,4 +1,4 @@
-"""The position basis's cached neighbour table is the generic score-then-select of SPEC §1 (as
+"""The position basis's cached neighbour table is the generic score-then-select of `ConvNNConfig` (as
 the naive oracle computes it), its offset slots are the conv taps, and the research code's
 gather-then-Conv1d view of step 3 is the same function as the main aggregation."""
 

@@ -1,4 +1,4 @@
-"""The documented traps (SPEC §3.1) as properties that assert the mismatch *exists*: if one of
+"""The documented traps (docs/semantics.md) as properties that assert the mismatch *exists*: if one of
 these starts passing as "equal", either the semantics changed or the test lost its teeth. Each
 trap has a control that pins the exact configuration on the same input."""
 
