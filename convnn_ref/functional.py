@@ -64,16 +64,19 @@ def convnn(
     check_generator(generator)
     budget = check_memory_budget(memory_budget) or default_memory_budget(x.device)
     geometry = positions.resolve_geometry(config, tuple(x.shape[2:]))
-    b = x.shape[0]
+    b, dtype = x.shape[0], x.dtype
     aggregated_coords = geometry.ndim if config.coord_encoding in ("aggregate", "both") else 0
     check_weight(weight, bias, x.shape[1] + aggregated_coords, config, x)
     if config.basis == "position":
         x = _with_coordinates(x, config, geometry)
         plan = position_plan(geometry, config, x.device, candidate_subset(config, geometry.spatial, x.device, generator))
         return routes.position_convnn(x, geometry, plan, weight, bias, config)
+    wide = routes.COMPUTE_DTYPES.get(x.dtype)
+    if wide is not None:  # half precision: scoring features (hybrid: f / std) built in float32 too
+        x, weight, bias = (None if t is None else t.to(wide) for t in (x, weight, bias))  # type: ignore[assignment]
     call = _feature_call(x, config, geometry, generator, budget, weight, bias)
     y = routes.token_convnn(call)
-    return y.reshape(b, y.shape[1], *geometry.out)
+    return y.reshape(b, y.shape[1], *geometry.out).to(dtype)
 
 
 def neighbours(
@@ -93,7 +96,9 @@ def neighbours(
     if config.basis == "position":
         plan = position_plan(geometry, config, x.device, candidate_subset(config, geometry.spatial, x.device, generator))
         return Neighbours(plan.index, plan.score.to(x.dtype), None)
-    return routes.token_neighbours(_feature_call(x, config, geometry, generator, budget))
+    wide = routes.COMPUTE_DTYPES.get(x.dtype)
+    nb = routes.token_neighbours(_feature_call(x if wide is None else x.to(wide), config, geometry, generator, budget))
+    return Neighbours(nb.index, nb.score.to(x.dtype), nb.valid)
 
 
 def position_table(
