@@ -37,3 +37,11 @@ def test_headline_counts_equivalent_mutants_apart() -> None:
         ]
     }
     assert headline(doc).startswith("1 of 2 killed (50.0%), 1 equivalent, 1 not applied")
+
+
+def test_default_tests_cover_the_whole_equivalence_suite() -> None:
+    """The ordered file list of the mutation runs is every property file, none left out."""
+    from suites.mutation.runner import DEFAULT_TESTS
+
+    files = {p.relative_to(ROOT).as_posix() for p in (ROOT / "suites" / "equivalence").glob("test_*.py")}
+    assert set(DEFAULT_TESTS) == files

@@ -25,8 +25,26 @@ from suites.mutation import report
 from suites.mutation.catalogue import MUTANTS, Mutant
 
 ROOT = Path(__file__).resolve().parents[2]
-#: What runs against every mutant.
-DEFAULT_TESTS = ("suites/equivalence",)
+#: What runs against every mutant: the whole equivalence suite, the broadest and quickest files
+#: first (with ``-x`` a mutant dies at its first failing property).
+DEFAULT_TESTS = tuple(
+    f"suites/equivalence/{name}.py"
+    for name in (
+        "test_oracle",
+        "test_routes",
+        "test_convolution",
+        "test_attention",
+        "test_kvt",
+        "test_invariants",
+        "test_gradients",
+        "test_padded_features",
+        "test_position_table",
+        "test_traps",
+        "test_validation",
+        "test_hostile_input",
+        "test_torch_claims",
+    )
+)
 
 
 @dataclass
