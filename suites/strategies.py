@@ -440,10 +440,15 @@ def _lattice_count(length: int, dilation: int, stride: int, out: int) -> int:
     return min(len(range((o * stride) % dilation, length, dilation)) for o in range(out))
 
 
-def _grid_count(spatial: tuple[int, ...], r: int, margin: int) -> int:
+def _grid_count(spatial: tuple[int, ...], r: int, margin: int, rounding: str = "round") -> int:
+    """Points of a grid candidate set: ``round(linspace)`` or the research code's float32
+    ``linspace(...).long()`` per axis, deduplicated (`ConvNNConfig`, candidates)."""
     n = 1
     for s in spatial:
-        pts = torch.linspace(margin, s - 1 - margin, r, dtype=torch.float64).round().unique()
+        if rounding == "truncate":
+            pts = torch.linspace(margin, s - 1 - margin, r, dtype=torch.float32).long().unique()
+        else:
+            pts = torch.linspace(margin, s - 1 - margin, r, dtype=torch.float64).round().unique()
         n *= pts.numel()
     return n
 
@@ -511,6 +516,12 @@ def general_cases(
             zero = st.just(0.0) if exact else st.nothing()
             kw["hybrid_lambda"] = draw(zero | st.floats(0.05, 1.0))
         kw["coord_encoding"] = _choose(draw, ("none", "score", "aggregate", "both"), "coord_encodings")
+        if cand == "all" and _flag("padding") and draw(st.booleans()):
+            # the research layers' default: zero-padded grid, padded zeros as candidates
+            pad = st.integers(0, 1)
+            pads = [(draw(pad), draw(pad)) for _ in range(d)]
+            kw["padding"] = tuple(pads)
+            n = math.prod(s + lo + hi for s, (lo, hi) in zip(spatial, pads))
     kw["self_slot"] = self_slot
     # candidate count available to every query
     if cand == "random":
@@ -520,8 +531,9 @@ def general_cases(
     elif cand == "grid":
         r = draw(st.integers(1, max(1, min(spatial))))
         margin = draw(st.integers(0, max(0, (min(spatial) - 1) // 2)))
-        kw["num_candidates"], kw["grid_margin"] = r, margin
-        available = _grid_count(spatial, r, margin)
+        rounding = draw(st.sampled_from(("round", "truncate")))
+        kw["num_candidates"], kw["grid_margin"], kw["grid_rounding"] = r, margin, rounding
+        available = _grid_count(spatial, r, margin, rounding)
     elif basis == "position":
         padded = [s + lo + hi for s, (lo, hi) in zip(spatial, pads)]
         available = 1
