@@ -11,6 +11,8 @@ import csv
 import fnmatch
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -276,3 +278,45 @@ def test_failure_modes_are_searched_one_knob_at_a_time(tmp_path: Path) -> None:
     assert modes["similarity=euclidean"]["status"] == "failed", modes
     assert all(modes[f"similarity={s}"]["status"] == "passed" for s in ("cosine", "dot", "scaled_dot")), modes
     assert "similarity=euclidean" in (tmp_path / "euclidean-as-dot" / "summary.md").read_text()
+
+
+ADAPTER = '''
+import dataclasses
+
+import torch
+
+from suites.implementations import ReferenceImplementation
+
+
+class Noisy(ReferenceImplementation):
+    """The reference plus noise from torch's global RNG (against the contract)."""
+
+    name = "noisy-adapter"
+    capabilities = dataclasses.replace(ReferenceImplementation.capabilities, options=())
+
+    def attention(self, q, k, v, config, *, allowed=None, generator=None):
+        y = super().attention(q, k, v, config, allowed=allowed, generator=generator)
+        return y + 1e-3 * torch.randn(y.shape, dtype=y.dtype)
+'''
+
+
+def test_replay_line_reproduces_an_out_of_tree_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An adapter in the user's own directory, drawing from the global RNG: the conformance run
+    finds a failure, and its replay line, run from that directory, fails again on the same case."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "my_adapter.py").write_text(ADAPTER, encoding="utf-8")
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    args = [
+        "--out", str(tmp_path / "out"), "--impl", "my_adapter:Noisy", "--properties", "suites/equivalence/test_attention.py",
+        "-k", "test_sdpa_exact", "--timeout", "120", "--no-modes", *PYTEST_ARGS,
+    ]
+    assert cli.main(args) == 1
+    (row,) = [r for r in report.load(tmp_path / "out" / "noisy-adapter").rows if r["status"] == "failed"]
+    replay = row["replay"]
+    assert "--impl my_adapter:Noisy" in replay and "-p suites.pytest_plugin" in replay and "PYTHONPATH=" in replay, replay
+    command = replay.replace(" python -m pytest ", f" {sys.executable} -m pytest ", 1)  # this environment's python
+    proc = subprocess.run(command, shell=True, cwd=project, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    assert f"case: {row['case']}" in proc.stdout, (row["case"], proc.stdout[-3000:])

@@ -98,6 +98,8 @@ def implementation_name(spec: str) -> str:
     try:
         if obj is None and ":" in spec:
             module_name, _, attr = spec.partition(":")
+            if os.getcwd() not in sys.path:  # the run imports from the caller's directory too
+                sys.path.append(os.getcwd())
             obj = importlib.import_module(module_name)
             for part in attr.split("."):
                 obj = getattr(obj, part)
