@@ -11,7 +11,7 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import convnn_ref as cr
@@ -212,3 +212,49 @@ def test_multihead_attention_qk_roles(c: dict) -> None:
     assert q_equals_k or not same, tolerance.describe(
         "test_multihead_attention_qk_roles", c, "swapped q/k projections went unnoticed", []
     )
+
+
+@settings(max_examples=50)  # two modules and their backward per example
+@given(c=mha_cases())
+def test_multihead_attention_layer_gradients_without_input_grad(c: dict) -> None:
+    """from_multihead_attention's parameter gradients equal nn.MultiheadAttention's when the inputs
+    do not require grad (the first layer of a network), in float64."""
+    c = {**c, "mask": "none" if c["mask"] == "is_causal" else c["mask"]}
+    mha, kw = _mha_inputs(c, torch.float64)
+    layer = cr.from_multihead_attention(mha)
+    out_c, out_b = layer(**kw), mha(**kw, need_weights=False)[0]
+    cot = randn(tuple(out_b.shape), c["seed"] + 7, torch.float64)
+    keep = _rows_with_a_key(kw, c)
+    (out_c * cot * keep).sum().backward()
+    (out_b * cot * keep).sum().backward()
+    names = ("q_proj", "k_proj", "v_proj", "out_proj")
+    cand = {f"{n}.weight": getattr(layer, n).weight.grad for n in names}
+    mha_q, mha_k, mha_v = _in_projections(mha)
+    base = {"q_proj.weight": mha_q, "k_proj.weight": mha_k, "v_proj.weight": mha_v, "out_proj.weight": mha.out_proj.weight.grad}
+    n = c["batch"] * max(c["nq"], c["nk"]) * (c["nk"] + 2) * max(c["embed_dim"], c["kdim"] or 0, c["vdim"] or 0)
+    tolerance.check_gradients(
+        "test_multihead_attention_layer_gradients_without_input_grad", cand, base, base, dtype=torch.float64,
+        reductions=dict.fromkeys(cand, n), case=c,
+    )
+
+
+def _rows_with_a_key(kw: dict, c: dict) -> torch.Tensor:
+    """1 on output rows whose query may attend some key, 0 on fully masked ones (where
+    nn.MultiheadAttention's gradient is NaN and ConvNN defines the output as the bias)."""
+    b, nq, nk = c["batch"], c["nq"], c["nk"]
+    allowed = torch.ones(b, nq, nk, dtype=torch.bool)
+    if "attn_mask" in kw:
+        allowed &= ~kw["attn_mask"].bool()
+    if "key_padding_mask" in kw:
+        allowed &= ~kw["key_padding_mask"][:, None, :]
+    rows = allowed.any(-1).to(torch.float64)[..., None]  # (B, L, 1)
+    return rows if c["batch_first"] else rows.transpose(0, 1)
+
+
+def _in_projections(mha: torch.nn.MultiheadAttention) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The gradients of the q, k, v input projections of ``mha``."""
+    if mha._qkv_same_embed_dim:
+        assert mha.in_proj_weight is not None and mha.in_proj_weight.grad is not None
+        gq, gk, gv = mha.in_proj_weight.grad.chunk(3)
+        return gq, gk, gv
+    return mha.q_proj_weight.grad, mha.k_proj_weight.grad, mha.v_proj_weight.grad  # type: ignore[return-value]
