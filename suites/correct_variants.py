@@ -30,7 +30,7 @@ from suites.implementations import ReferenceImplementation
 _BASE = ReferenceImplementation.capabilities
 
 
-def _reordering_applies(config: ConvNNConfig) -> bool:
+def reordering_applies(config: ConvNNConfig) -> bool:
     """Reversing the token order breaks ties the other way and changes nothing else exactly when
     scores ignore positions and every token is a candidate."""
     strides = config.stride if isinstance(config.stride, tuple) else (config.stride,)
@@ -50,14 +50,14 @@ class OtherTieOrder(ReferenceImplementation):
     capabilities = dataclasses.replace(_BASE, tie_rule=None, neighbours=False)
 
     def convnn(self, x, weight, bias, config, *, generator=None, memory_budget=None):  # type: ignore[no-untyped-def]
-        if not _reordering_applies(config):
+        if not reordering_applies(config):
             return super().convnn(x, weight, bias, config, generator=generator, memory_budget=memory_budget)
         axes = tuple(range(2, x.dim()))
         y = convnn_ref.convnn(x.flip(axes), weight, bias, config, generator=generator, memory_budget=memory_budget)
         return y.flip(axes)
 
     def attention(self, q, k, v, config, *, allowed=None, generator=None, memory_budget=None):  # type: ignore[no-untyped-def]
-        if not _reordering_applies(config):
+        if not reordering_applies(config):
             return super().attention(q, k, v, config, allowed=allowed, generator=generator, memory_budget=memory_budget)
         flipped = None if allowed is None else allowed.flip(-1)
         return convnn_ref.convnn_attention(

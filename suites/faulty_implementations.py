@@ -39,8 +39,8 @@ import time
 import torch
 
 import convnn_ref
-from convnn_ref.config import ConvNNConfig
 from convnn_ref.testing import resolve_geometry
+from suites.correct_variants import OtherTieOrder, reordering_applies
 from suites.implementations import ReferenceImplementation
 
 
@@ -98,39 +98,16 @@ class OffByOnePadding(_Delegating):
         return convnn_ref.convnn(x, weight, bias, config, generator=generator)
 
 
-def _tie_flip_applies(config: ConvNNConfig) -> bool:
-    """Reversing the token order breaks ties the other way and changes nothing else exactly when
-    scores ignore positions and the candidates are every token."""
-    strides = config.stride if isinstance(config.stride, tuple) else (config.stride,)
-    return (
-        config.basis == "feature"
-        and config.coord_encoding == "none"
-        and config.candidates == "all"
-        and config.self_slot == "candidate"
-        and all(s == 1 for s in strides)
-    )
-
-
-class WrongTieRule(_Delegating):
-    """Equal scores rank the higher index first (the reference: the lower). Computed as the
-    reference on the tokens in reverse order, with the output put back in order."""
+class WrongTieRule(OtherTieOrder):
+    """Equal scores rank the higher index first (the reference: the lower), exactly as the correct
+    variant `OtherTieOrder` does, but *declaring* the canonical tie rule: the tie properties must
+    catch the claim."""
 
     name = "wrong-tie-rule"
-
-    def convnn(self, x, weight, bias, config, *, generator=None):  # type: ignore[no-untyped-def]
-        if not _tie_flip_applies(config):
-            return super().convnn(x, weight, bias, config, generator=generator)
-        axes = tuple(range(2, x.dim()))
-        return convnn_ref.convnn(x.flip(axes), weight, bias, config, generator=generator).flip(axes)
-
-    def attention(self, q, k, v, config, *, allowed=None, generator=None):  # type: ignore[no-untyped-def]
-        if not _tie_flip_applies(config):
-            return super().attention(q, k, v, config, allowed=allowed, generator=generator)
-        flipped = None if allowed is None else allowed.flip(-1)
-        return convnn_ref.convnn_attention(q, k.flip(1), v.flip(1), config, allowed=flipped, generator=generator)
+    capabilities = _Delegating.capabilities
 
     def neighbours(self, x, config, *, generator=None):  # type: ignore[no-untyped-def]
-        if not _tie_flip_applies(config):
+        if not reordering_applies(config):
             return super().neighbours(x, config, generator=generator)
         axes = tuple(range(2, x.dim()))
         nb = convnn_ref.neighbours(x.flip(axes), config, generator=generator)

@@ -13,6 +13,8 @@ configuration selects; they only decide which examples to draw, never a verdict.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 import convnn_ref as cr
@@ -90,35 +92,11 @@ def image_ambiguity(
     """Why the selection of ``cr.convnn(x, ..., config)`` is ambiguous (a harmful near-tie when
     scores are computed in ``dtype``), or None."""
     x64 = x.detach().to("cpu", F64)
-    ranking = config.replace(slot_order="rank")
-    forced = config.self_slot == "forced"
-    nb = None
-    for extra in (1, 0):
-        try:
-            nb = cr.neighbours(x64, ranking.replace(k=config.k + extra), generator=_fresh(generator))
-            break
-        except ValueError:
-            continue
-    if nb is None:
-        return None
-    index, scores = nb.index, nb.score.detach().to(F64)
-    if nb.valid is not None:
-        scores = scores.masked_fill(~nb.valid, float("-inf"))
-    b = x64.shape[0]
-    if index.dim() == 2:
-        index, scores = index.expand(b, *index.shape), scores.expand(b, *scores.shape)
-    values = image_values(x64, config)
-    if forced:
-        index, scores = index[..., 1:], scores[..., 1:]
-    k = config.k - 1 if forced else config.k
-    if k < 1:
-        return None
-    gap = tolerance.score_gap(scores[torch.isfinite(scores)], dtype, scored_dim)
-    nq = index.shape[1]
-    vals = values[:, None].expand(b, nq, *values.shape[1:]).reshape(b * nq, *values.shape[1:])
-    return harmful_tie(
-        scores.reshape(b * nq, -1), index.reshape(b * nq, -1), vals, k=k, ordered=order_matters(config), gap=gap
-    )
+
+    def ranking(c: ConvNNConfig) -> cr.Neighbours:
+        return cr.neighbours(x64, c, generator=_fresh(generator))
+
+    return _ambiguity(ranking, config, image_values(x64, config), scored_dim, dtype)
 
 
 def attention_ambiguity(
@@ -131,13 +109,27 @@ def attention_ambiguity(
     generator: torch.Generator | None = None,
 ) -> str | None:
     """Why the selection of ``cr.convnn_attention(q, k, v, config, allowed=...)`` is ambiguous, or None."""
-    q64, k64, v64 = (t.detach().to("cpu", F64) for t in (q, k, v))
+    q64, k64 = (t.detach().to("cpu", F64) for t in (q, k))
     mask = None if allowed is None else allowed.cpu()
-    ranking = config.replace(slot_order="rank")
+
+    def ranking(c: ConvNNConfig) -> cr.Neighbours:
+        return cr.attention_neighbours(q64, k64, c, allowed=mask, generator=_fresh(generator))
+
+    return _ambiguity(ranking, config, v.detach().to("cpu", F64), q.shape[-1], F64)
+
+
+def _ambiguity(
+    ranking: Callable[[ConvNNConfig], cr.Neighbours], config: ConvNNConfig, values: torch.Tensor, dim: int, dtype: torch.dtype
+) -> str | None:
+    """The harmful near-tie of the ranking ``ranking(config with one slot more, by rank)``, read
+    against ``values`` ``(B, T, C)`` (what each candidate token contributes), or None."""
+    if config.k is None:  # every candidate is selected; such configurations sum over the slots
+        return None
+    by_rank = config.replace(slot_order="rank")
     nb = None
-    for extra in (1, 0):
+    for extra in (1, 0):  # one slot more when the candidate set has it
         try:
-            nb = cr.attention_neighbours(q64, k64, ranking.replace(k=config.k + extra), allowed=mask, generator=_fresh(generator))
+            nb = ranking(by_rank.replace(k=config.k + extra))
             break
         except ValueError:
             continue
@@ -146,16 +138,18 @@ def attention_ambiguity(
     index, scores = nb.index, nb.score.detach().to(F64)
     if nb.valid is not None:
         scores = scores.masked_fill(~nb.valid, float("-inf"))
-    forced = config.self_slot == "forced"
-    if forced:
-        index, scores = index[..., 1:], scores[..., 1:]
-    kk = config.k - 1 if forced else config.k
-    if kk < 1:
+    b = values.shape[0]
+    if index.dim() == 2:  # a position table, shared by the batch
+        index, scores = index.expand(b, *index.shape), scores.expand(b, *scores.shape)
+    k = config.k
+    if config.self_slot == "forced":  # slot 0 is the own token, whatever its score
+        index, scores, k = index[..., 1:], scores[..., 1:], k - 1
+    if k < 1:
         return None
-    b, nq = index.shape[:2]
-    gap = tolerance.score_gap(scores[torch.isfinite(scores)], F64, q.shape[-1])
-    vals = v64[:, None].expand(b, nq, *v64.shape[1:]).reshape(b * nq, *v64.shape[1:])
-    return harmful_tie(scores.reshape(b * nq, -1), index.reshape(b * nq, -1), vals, k=kk, ordered=order_matters(config), gap=gap)
+    gap = tolerance.score_gap(scores[torch.isfinite(scores)], dtype, dim)
+    nq = index.shape[1]
+    vals = values[:, None].expand(b, nq, *values.shape[1:]).reshape(b * nq, *values.shape[1:])
+    return harmful_tie(scores.reshape(b * nq, -1), index.reshape(b * nq, -1), vals, k=k, ordered=order_matters(config), gap=gap)
 
 
 def _fresh(generator: torch.Generator | None) -> torch.Generator | None:
