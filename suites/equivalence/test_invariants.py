@@ -5,14 +5,18 @@ the memory budget (for implementations that take one)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
-from hypothesis import assume, example, given
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 import convnn_ref as cr
+from convnn_ref.config import per_axis
+from convnn_ref.testing import naive_convnn
 from suites import tolerance
-from suites.equivalence._common import DEVICES, options, reject, skip_outside, torch_conv
+from suites.equivalence._common import DEVICES, claims_tie_rule, options, reject, skip_outside, torch_conv
 from suites.implementations import Implementation
 from suites.strategies import EDGE_CONVS, ConvCase, GeneralCase, conv_cases, general_cases, randn
 from suites.ties import image_ambiguity
@@ -220,4 +224,73 @@ def test_output_does_not_depend_on_the_budget(impl: Implementation, device: str,
     tolerance.check(
         "test_output_does_not_depend_on_the_budget", chunked, default, default, dtype=F64, reduction=case.reduction,
         case=(case, {"memory_budget": budget}),
+    )
+
+
+def _sibling(config: cr.ConvNNConfig, knob: str, d: int) -> cr.ConvNNConfig | None:
+    """``config`` with one selection knob changed, the geometry and k kept (``d`` spatial axes);
+    None when that knob has no other valid value here."""
+    if knob == "kernel_size":  # None and a kernel of ones share a geometry, not a scaling
+        if config.kernel_size is None:
+            value: object = (1,) * d
+        elif all(k == 1 for k in per_axis(config.kernel_size, d, "kernel_size")):
+            value = None
+        else:
+            return None
+    elif knob == "grid_rounding":
+        if config.candidates != "grid":
+            return None
+        value = "truncate" if config.grid_rounding == "round" else "round"
+    else:
+        flip = {"metric": ("chebyshev", "euclidean"), "coordinates": ("integer", "normalized"), "slot_order": ("rank", "offset")}
+        a, b = flip[knob]
+        value = b if getattr(config, knob) == a else a
+    try:
+        return config.replace(**{knob: value})
+    except ValueError:
+        return None
+
+
+@st.composite
+def _leak_cases(draw: st.DrawFn) -> tuple[GeneralCase, str]:
+    """A position-basis case and the knob its earlier call changes, drawn where that knob can
+    matter: a kernel of ones scales the scores (so rho must read them); the grid conventions
+    differ on long axes (1-D)."""
+    knob = draw(st.sampled_from(("kernel_size", "grid_rounding", "metric", "coordinates", "slot_order")))
+    if knob == "grid_rounding":
+        case = draw(general_cases(bases=("position",), candidates=("grid",), dims=(1,)))
+    else:
+        case = draw(general_cases(bases=("position",), candidates=("all", "grid")))
+    if knob == "kernel_size" and case.config.rho == "ones":
+        try:
+            case = dataclasses.replace(case, config=case.config.replace(rho=draw(st.sampled_from(("softmax", "scores")))))
+        except ValueError:
+            assume(False)
+    return case, knob
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@settings(max_examples=200)  # small inputs (~25 ms an example); a knob that matters is drawn in about 1 of 20
+@given(drawn=_leak_cases())
+def test_calls_do_not_leak_into_each_other(impl: Implementation, device: str, drawn: tuple[GeneralCase, str]) -> None:
+    """A call after one whose configuration differs in a single selection knob (same shapes, same
+    k) still equals the oracle: nothing an implementation keeps between calls (a table cache)
+    may be keyed on less than what the selection depends on."""
+    case, knob = drawn
+    c = case.config
+    sibling = _sibling(c, knob, len(case.spatial))
+    assume(sibling is not None)
+    assert sibling is not None
+    skip_outside(impl, c, form="image", dtype=F64, device=device, spatial_dims=len(case.spatial), shapes=case.shapes())
+    reject(impl, impl.capabilities.reason(sibling, form="image", dtype=F64, device=device, spatial_dims=len(case.spatial)))
+    t = case.tensors(F64, device)
+    if not claims_tie_rule(impl):  # position ties are exact: the canonical rule decides them
+        reject(impl, image_ambiguity(t["x"], c, generator=case.generator(), scored_dim=case.in_channels + 3))  # type: ignore[arg-type]
+    impl.convnn(t["x"], t["weight"], t["bias"], sibling, generator=case.generator())
+    cand = impl.convnn(t["x"], t["weight"], t["bias"], c, generator=case.generator())
+    cpu = {n: None if v is None else v.cpu() for n, v in t.items()}
+    gold = naive_convnn(**cpu, config=c, generator=case.generator())  # type: ignore[arg-type]
+    tolerance.check(
+        "test_calls_do_not_leak_into_each_other", cand, gold, gold, dtype=F64, reduction=case.reduction,
+        case=(case, {"earlier call changed": knob, "to": getattr(sibling, knob)}), device=device,
     )
