@@ -7,11 +7,12 @@ Rule, for an output and for every gradient:
 - gold: the computation in float64 on the test-dtype inputs promoted to float64;
 - base: the trusted operator (``F.conv*d``, SDPA, ``nn.MultiheadAttention``; where PyTorch has
   none, the naive oracle) in the test dtype;
-- perturbed: gold again on its inputs perturbed by `PERTURB_ULPS` units in the last place of
-  float64 (each element times ``1 + PERTURB_ULPS * eps * u``, u uniform in [-1, 1] from the
-  case's seed). A backward-stable implementation computes the exact result of slightly perturbed
-  inputs, so this measures what float64 rounding costs on this very input: large for a softmax
-  over large scores or a sum that cancels, tiny for a well-conditioned one;
+- perturbed: gold again on its inputs perturbed by `PERTURB_ULPS` units in the last place of the
+  test dtype (each element times ``1 + PERTURB_ULPS * eps(dtype) * u``, u uniform in [-1, 1]
+  from the case's seed). A backward-stable implementation computes the exact result of inputs
+  perturbed by a few of its own ulps, so this measures what rounding in the test dtype costs on
+  this very input: large for a softmax over large scores or a sum that cancels, tiny for a
+  well-conditioned one (and it does not depend on how lucky the baseline's rounding was);
 - base_error: ``max(max|base - gold|, max|perturbed - gold|)``;
 - cand: the implementation under test in the test dtype;
 - floor: ``eps(dtype) * (FLOOR_ULPS + SUM_GROWTH * sqrt(n)) * magnitude``: a few units in the
@@ -168,9 +169,9 @@ def bound(base_error: float, gold: torch.Tensor, dtype: torch.dtype, reduction: 
 
 
 def perturb(tensors: Mapping[str, torch.Tensor | None], seed: int) -> dict[str, torch.Tensor | None]:
-    """float64 CPU copies of ``tensors`` with every element moved by up to `PERTURB_ULPS` ulps
-    (relative), from a generator seeded with ``seed`` (the same perturbation on every replay).
-    Integer and boolean tensors (masks) pass unchanged."""
+    """float64 CPU copies of ``tensors`` with every element moved by up to `PERTURB_ULPS` ulps of
+    *its own* dtype (relative: the test dtype's rounding), from a generator seeded with ``seed``
+    (the same perturbation on every replay). Integer and boolean tensors (masks) pass unchanged."""
     g = torch.Generator().manual_seed(seed + 977)
     out: dict[str, torch.Tensor | None] = {}
     for name, t in tensors.items():
@@ -179,7 +180,7 @@ def perturb(tensors: Mapping[str, torch.Tensor | None], seed: int) -> dict[str, 
             continue
         t64 = t.detach().to("cpu", torch.float64)
         u = torch.rand(t64.shape, generator=g, dtype=torch.float64) * 2 - 1
-        out[name] = t64 * (1 + PERTURB_ULPS * eps(torch.float64) * u)
+        out[name] = t64 * (1 + PERTURB_ULPS * eps(t.dtype) * u)
     return out
 
 
@@ -355,7 +356,7 @@ def check(
     lines = [
         f"cand error {cand_max:.3e} > bound {limit:.3e} = {BASE_FACTOR:g} * base error {reference_error:.3e} + floor {fl:.3e}"
         f" (dtype {_name(dtype)}, reduction {reduction})",
-        f"base error = max(baseline {base_max:.3e}, gold on inputs perturbed by {PERTURB_ULPS:g} ulps "
+        f"base error = max(baseline {base_max:.3e}, gold on inputs perturbed by {PERTURB_ULPS:g} ulps of {_name(dtype)} "
         + (f"{perturbed_max:.3e})" if perturbed is not None else "not computed)"),
         f"worst element at index {idx}: cand={float(cand64[idx]):.8g} gold={float(gold64[idx]):.8g} base={float(base64[idx]):.8g}",
         f"{int((err > limit).sum())} of {err.numel()} elements beyond the bound",

@@ -72,8 +72,11 @@ def _grid_subset(case: GeneralCase) -> torch.Tensor | None:
     c = case.config
     if c.candidates != "grid":
         return None
-    axes = [
-        torch.linspace(c.grid_margin, s - 1 - c.grid_margin, c.num_candidates or 1, dtype=F64).round().long().unique()
+    r = c.num_candidates or 1
+    axes = [  # the research code's float32 truncation, or rounding (ConvNNConfig, candidates)
+        torch.linspace(c.grid_margin, s - 1 - c.grid_margin, r, dtype=torch.float32).long().unique()
+        if c.grid_rounding == "truncate"
+        else torch.linspace(c.grid_margin, s - 1 - c.grid_margin, r, dtype=F64).round().long().unique()
         for s in case.spatial
     ]
     pts = torch.cartesian_prod(*axes).reshape(-1, len(case.spatial))
