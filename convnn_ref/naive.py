@@ -263,14 +263,15 @@ def naive_convnn(
         for j in cands:
             row = []
             for a in range(d):
-                # The integer (or half-integer) difference first, then the unit: equidistant
-                # points get bit-identical scores, so the tie rule decides, not rounding.
-                du, unit = points[j][a] - centre[a], 1.0
-                if config.coordinates == "normalized":
-                    unit = 2.0 / (length[a] - 1) if length[a] > 1 else 1.0
-                    du = du * unit if length[a] > 1 else 0.0
+                # The integer (or half-integer) difference first, then divided by how many
+                # grid steps make one unit: a correctly rounded quotient, so equidistant points
+                # get bit-identical scores and the tie rule decides, not rounding. With kernel
+                # scaling the coordinate unit cancels: half-windows of dilation*K/2 steps.
+                du = points[j][a] - centre[a]
                 if config.kernel_size is not None and config.kernel_scaled:
-                    du = du / (dil[a] * ksize[a] / 2 * unit)
+                    du = du / (dil[a] * ksize[a] / 2)
+                elif config.coordinates == "normalized":
+                    du = du / ((length[a] - 1) / 2) if length[a] > 1 else 0.0
                 row.append(du)
             diffs.append(row)
         du_t = torch.tensor(diffs, dtype=torch.float64, device=x.device).reshape(len(cands), d)

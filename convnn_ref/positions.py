@@ -111,14 +111,20 @@ def query_tokens(geometry: Geometry, device: torch.device | None = None) -> torc
     return flat_index(centres.round().to(torch.int64) + lo, geometry.padded)
 
 
-def axis_scale(geometry: Geometry, config: ConvNNConfig, device: torch.device | None = None) -> torch.Tensor:
-    """What one integer step on each axis measures in the position score ``(d,)`` float64: the
-    coordinate step (`coordinate_steps`), or with kernel scaling ``1 / (dilation*K/2)``
-    (distances in units of ``dilation*K/2`` grid steps, whatever the coordinates)."""
+def axis_unit(geometry: Geometry, config: ConvNNConfig, device: torch.device | None = None) -> torch.Tensor:
+    """How many integer grid steps make one unit of the position score on each axis ``(d,)``
+    float64: ``dilation*K/2`` with kernel scaling (distances in half-windows, whatever the
+    coordinates), ``(L-1)/2`` for normalized coordinates (L the padded length; 1 when L = 1, where
+    every difference is 0), 1 for integer ones. Scores divide each exact (half-)integer difference
+    by it: a correctly rounded quotient of exact values, so mathematically equal distances give
+    bit-identical scores (multiplying by a rounded reciprocal would not)."""
     if config.kernel_size is not None and config.kernel_scaled:
-        unit = [dl * kk / 2 for dl, kk in zip(geometry.dilation, geometry.kernel)]
-        return torch.tensor([1.0 / u for u in unit], dtype=torch.float64, device=device)
-    return torch.tensor(coordinate_steps(geometry, config.coordinates), dtype=torch.float64, device=device)
+        units = [dl * kk / 2 for dl, kk in zip(geometry.dilation, geometry.kernel)]
+    elif config.coordinates == "normalized":
+        units = [(n - 1) / 2 if n > 1 else 1.0 for n in geometry.padded]
+    else:
+        units = [1.0] * geometry.ndim
+    return torch.tensor(units, dtype=torch.float64, device=device)
 
 
 def coordinate_steps(geometry: Geometry, coordinates: str) -> tuple[float, ...]:

@@ -15,27 +15,27 @@ import torch
 _NORM_EPS = 1e-12
 
 
-def position_scores(query: torch.Tensor, cand: torch.Tensor, metric: str, axis_scale: torch.Tensor | None = None) -> torch.Tensor:
+def position_scores(query: torch.Tensor, cand: torch.Tensor, metric: str, axis_unit: torch.Tensor | None = None) -> torch.Tensor:
     """Negative distances between query and candidate positions.
 
     query ``(Nq, d)``, cand ``(M, d)``: float64 positions in grid steps (integers, or
-    half-integers for even-kernel window centres), so differences are exact; ``axis_scale``
-    ``(d,)`` then multiplies each axis difference (coordinate units, kernel scaling). Equal
-    distances therefore give bit-identical scores and the tie rule decides, not rounding.
-    Returns ``(Nq, M)`` float64.
+    half-integers for even-kernel window centres), so differences are exact; each axis
+    difference is then divided by ``axis_unit`` ``(d,)`` (`positions.axis_unit`: coordinate
+    units, kernel scaling). Equal distances therefore give bit-identical scores and the tie rule
+    decides, not rounding. Returns ``(Nq, M)`` float64.
     """
-    return paired_position_scores(query[:, None, :], cand[None, :, :], metric, axis_scale)
+    return paired_position_scores(query[:, None, :], cand[None, :, :], metric, axis_unit)
 
 
 def paired_position_scores(
-    query: torch.Tensor, cand: torch.Tensor, metric: str, axis_scale: torch.Tensor | None = None
+    query: torch.Tensor, cand: torch.Tensor, metric: str, axis_unit: torch.Tensor | None = None
 ) -> torch.Tensor:
     """`position_scores` of broadcast pairs: query ``(..., d)`` against cand ``(..., d)`` ->
     ``(...)``, with the same operations (so a score recomputed for a selected pair is
     bit-identical to the one it was selected by)."""
     diff = cand - query
-    if axis_scale is not None:
-        diff = diff * axis_scale
+    if axis_unit is not None:
+        diff = diff / axis_unit
     if metric == "chebyshev":
         return -diff.abs().amax(dim=-1)
     if metric == "euclidean":

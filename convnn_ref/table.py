@@ -32,7 +32,7 @@ def compute_position_table(
     cand_pos = grid_pos if candidates is None else grid_pos[candidates]
     origins = positions.query_origins(geometry, device)
     centres = positions.query_centres(geometry, device)
-    axis_scale = positions.axis_scale(geometry, config, device)
+    axis_unit = positions.axis_unit(geometry, config, device)
     rule = select.selection_rule(
         config,
         grid_pos.shape[0],
@@ -49,12 +49,12 @@ def compute_position_table(
     parts = []
     for start in range(0, nq, chunk):
         stop = min(nq, start + chunk)
-        s = scores.position_scores(centres[start:stop], cand_exact, config.metric, axis_scale)
+        s = scores.position_scores(centres[start:stop], cand_exact, config.metric, axis_unit)
         lattice = None
         if dilated:
             rel = cand_pos[None, :, :] - origins[start:stop, None, :]
             lattice = (rel.remainder(lattice_step) == 0).all(dim=-1)
         parts.append(select.select(s, rule, slice(start, stop), lattice=lattice).index)
     index = torch.cat(parts) if parts else torch.zeros(0, rule.k, dtype=torch.int64, device=device)
-    score = scores.paired_position_scores(centres[:, None, :], grid_pos[index].to(torch.float64), config.metric, axis_scale)
+    score = scores.paired_position_scores(centres[:, None, :], grid_pos[index].to(torch.float64), config.metric, axis_unit)
     return index, score
