@@ -101,6 +101,19 @@ def neighbours(
     return Neighbours(nb.index, nb.score.to(x.dtype), nb.valid)
 
 
+def scoring_features(x: torch.Tensor, config: ConvNNConfig, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The vectors the feature and hybrid scores of ``convnn(x, ..., config)`` are taken on:
+    every token of the padded grid ``(B, N_padded, D)``, coordinate channels and the hybrid
+    embedding included (before cosine's normalisation), in x's dtype."""
+    check_config(config)
+    x = check_tensor(x, "x", (3, 4, 5), "(B, C, *S) with 1 to 3 spatial axes")
+    if config.basis == "position":
+        raise ValueError("scoring_features needs basis='feature' or 'hybrid', got basis='position'")
+    geometry = positions.resolve_geometry(config, tuple(x.shape[2:]))
+    budget = default_memory_budget(x.device)
+    return _feature_call(x, config, geometry, generator, budget).keys
+
+
 def position_table(
     geometry: Geometry,
     config: ConvNNConfig,

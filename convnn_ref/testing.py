@@ -12,13 +12,15 @@
 - The position table: `position_table`, the selection of the position basis as a table
   ``(Nq, k)`` (index into the padded grid, scores), and `Neighbours`, what the selection
   functions return.
+- `scoring_features`: the per-token vectors feature and hybrid scores are taken on (coordinate
+  channels and the hybrid embedding included), for error models that need their size.
 
 The error messages name the argument and the constraint (docs/semantics.md, "Errors").
 """
 
 from __future__ import annotations
 
-from convnn_ref.functional import position_table
+from convnn_ref.functional import position_table, scoring_features
 from convnn_ref.naive import naive_attention, naive_convnn
 from convnn_ref.positions import Geometry, resolve_geometry
 from convnn_ref.select import Neighbours
@@ -36,4 +38,5 @@ __all__ = [
     "naive_convnn",
     "position_table",
     "resolve_geometry",
+    "scoring_features",
 ]

@@ -1,11 +1,12 @@
-"""Which inputs leave a selection ambiguous, so that properties not about ties can set them aside.
+"""Which inputs leave a selection ambiguous, so that properties not about ties can set them aside,
+and how strongly rounded scores move an output (`image_score_gain`).
 
 A correct implementation may order exactly (or nearly) equal scores any way it likes unless it
 declares the canonical tie rule. Such a tie changes the output only when it is *harmful*:
 - it straddles the k-th place (the selected set depends on it), or lies inside the selected set
   while slot order matters (a weighted kernel with slots by rank), and
 - the tied candidates carry different values (identical tokens are interchangeable: swapping
-  them changes nothing).
+  them changes nothing, except where a gradient with respect to the input tells them apart).
 Scores count as tied when they differ by at most `suites.tolerance.score_gap` in float64.
 The rankings come from `convnn_ref`'s public neighbour functions with one slot more than the
 configuration selects; they only decide which examples to draw, never a verdict.
@@ -13,13 +14,14 @@ configuration selects; they only decide which examples to draw, never a verdict.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 
 import convnn_ref as cr
 from convnn_ref.config import ConvNNConfig
-from convnn_ref.testing import resolve_geometry
+from convnn_ref.testing import resolve_geometry, scoring_features
 from suites import tolerance
 
 F64 = torch.float64
@@ -88,15 +90,45 @@ def image_ambiguity(
     generator: torch.Generator | None = None,
     scored_dim: int = 1,
     dtype: torch.dtype = F64,
+    distinct_tokens: bool = False,
 ) -> str | None:
     """Why the selection of ``cr.convnn(x, ..., config)`` is ambiguous (a harmful near-tie when
-    scores are computed in ``dtype``), or None."""
+    scores are computed in ``dtype``), or None. ``distinct_tokens``: tokens with equal values
+    still differ (a gradient with respect to x flows to whichever token was selected)."""
     x64 = x.detach().to("cpu", F64)
 
     def ranking(c: ConvNNConfig) -> cr.Neighbours:
         return cr.neighbours(x64, c, generator=_fresh(generator))
 
-    return _ambiguity(ranking, config, image_values(x64, config), scored_dim, dtype)
+    values = image_values(x64, config)
+    if distinct_tokens:  # each token's own index: no two candidates carry the same value
+        values = torch.arange(values.shape[1], dtype=F64).expand(values.shape[0], -1)[..., None]
+    return _ambiguity(ranking, config, values, scored_dim, dtype)
+
+
+def image_score_gain(x: torch.Tensor, config: ConvNNConfig, *, generator: torch.Generator | None = None) -> float:
+    """How far a rounded score may move the output of ``cr.convnn(x, ..., config)`` per unit of
+    output and of relative rounding: ``rho_scale * T`` when rho is a softmax (0 otherwise), T the
+    size of the terms a score is computed from, at which a correct implementation rounds it:
+    ``max|score|`` of the selected slots for positions (exact differences), 1 for cosine,
+    ``scale * max|z|^2`` for (scaled) dot products and ``2 * max|z|^2`` for euclidean scores
+    (``|q|^2 + |k|^2 - 2 q.k`` cancels), z the scoring features (`scoring_features`). The error
+    model's floor grows by that factor (`suites.tolerance.floor`)."""
+    if config.rho != "softmax":
+        return 0.0
+    x64 = x.detach().to("cpu", F64)
+    if config.basis == "position":
+        nb = cr.neighbours(x64, config, generator=_fresh(generator))
+        score = nb.score.detach().to(F64)
+        return config.rho_scale * tolerance.finite_max(score if nb.valid is None else score[nb.valid])
+    if config.similarity == "cosine":
+        return config.rho_scale
+    z = scoring_features(x64, config, generator=_fresh(generator))
+    size = float(z.square().sum(-1).max()) if z.numel() else 0.0
+    if config.similarity == "euclidean":
+        return config.rho_scale * 2.0 * size
+    scale = 1.0 if config.similarity == "dot" else config.scale or 1.0 / math.sqrt(max(z.shape[-1], 1))
+    return config.rho_scale * scale * size
 
 
 def attention_ambiguity(

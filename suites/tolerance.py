@@ -19,7 +19,12 @@ Rule, for an output and for every gradient:
   last place plus the growth of an n-term sum taken in another order, where n is the reduction
   length of *that* tensor (an output, or one gradient: each has its own). ``magnitude`` is
   ``max|gold|``, clamped below at 1 when the property supplies no perturbed gold (its terms are
-  then taken to be of unit size, which the standard-normal inputs of those properties are).
+  then taken to be of unit size, which the standard-normal inputs of those properties are),
+  times ``1 + score_gain`` where the output weighs its slots by a softmax of scores the
+  perturbation does not fully move (coordinates the implementation computes, or a property with
+  no perturbed gold): ``score_gain = rho_scale * max|score|``, since a score rounded at its own
+  size shifts the softmax's weights by that much per unit of relative error
+  (`suites.ties.image_score_gain`).
 
 A failure names the property, its kind, the case (config and seed), the worst element (index,
 cand, gold, base), both errors and the bound, and one command that replays it. An output (or
@@ -146,26 +151,32 @@ def eps(dtype: torch.dtype) -> float:
     return torch.finfo(dtype).eps
 
 
-def _finite_max(t: torch.Tensor) -> float:
+def finite_max(t: torch.Tensor) -> float:
+    """``max|t|`` over its finite elements (0 when there are none)."""
     finite = t[torch.isfinite(t)] if t.numel() else t
     return float(finite.abs().max()) if finite.numel() else 0.0
 
 
-def floor(gold: torch.Tensor, dtype: torch.dtype, reduction: int, *, unit_terms: bool = True) -> float:
+def floor(
+    gold: torch.Tensor, dtype: torch.dtype, reduction: int, *, unit_terms: bool = True, score_gain: float = 0.0
+) -> float:
     """The absolute error no implementation can be asked to beat (see the module docstring):
-    ``eps(dtype) * (FLOOR_ULPS + SUM_GROWTH * sqrt(reduction)) * magnitude`` with magnitude
-    ``max|gold|``, clamped below at 1 when ``unit_terms``."""
-    mag = _finite_max(gold)
+    ``eps(dtype) * (FLOOR_ULPS + SUM_GROWTH * sqrt(reduction)) * magnitude * (1 + score_gain)``
+    with magnitude ``max|gold|``, clamped below at 1 when ``unit_terms``."""
+    mag = finite_max(gold)
     if unit_terms:
         mag = max(mag, 1.0)
-    return eps(dtype) * (FLOOR_ULPS + SUM_GROWTH * math.sqrt(max(reduction, 1))) * mag
+    return eps(dtype) * (FLOOR_ULPS + SUM_GROWTH * math.sqrt(max(reduction, 1))) * mag * (1.0 + score_gain)
 
 
-def bound(base_error: float, gold: torch.Tensor, dtype: torch.dtype, reduction: int, *, unit_terms: bool = True) -> float:
+def bound(
+    base_error: float, gold: torch.Tensor, dtype: torch.dtype, reduction: int, *, unit_terms: bool = True,
+    score_gain: float = 0.0,
+) -> float:
     """The largest ``max|cand - gold|`` a correct implementation may show:
     ``BASE_FACTOR * base_error + floor(gold, dtype, reduction)``. The suite's checks and the
     benchmark's verdict both use it."""
-    return BASE_FACTOR * base_error + floor(gold, dtype, reduction, unit_terms=unit_terms)
+    return BASE_FACTOR * base_error + floor(gold, dtype, reduction, unit_terms=unit_terms, score_gain=score_gain)
 
 
 def perturb(tensors: Mapping[str, torch.Tensor | None], seed: int) -> dict[str, torch.Tensor | None]:
@@ -188,7 +199,7 @@ def score_gap(scores: torch.Tensor, dtype: torch.dtype, dim: int) -> float:
     """The one gap rule: two scores closer than this may swap places when computed in ``dtype``
     in another order (``SCORE_GAP_ULPS * eps * (max|s| + 1) * sqrt(dim)``, ``dim`` the length of
     the dot products behind a score)."""
-    return SCORE_GAP_ULPS * eps(dtype) * (_finite_max(scores) + 1.0) * math.sqrt(max(dim, 1))
+    return SCORE_GAP_ULPS * eps(dtype) * (finite_max(scores) + 1.0) * math.sqrt(max(dim, 1))
 
 
 def clear_rows(scores: torch.Tensor, k: int, gap: float) -> torch.Tensor:
@@ -298,6 +309,7 @@ def check(
     device: str | torch.device | None = None,
     perturbed: torch.Tensor | None = None,
     unit_terms: bool | None = None,
+    score_gain: float = 0.0,
 ) -> None:
     """Assert the rule for one tensor (an output or a gradient) and explain a failure.
 
@@ -306,7 +318,8 @@ def check(
     property can compute it. ``unit_terms``: whether the floor's magnitude is clamped at 1
     (default: when there is no perturbed gold); properties whose scores mix the inputs with
     unit-size terms the implementation computes itself (coordinate channels, hybrid
-    coordinates), which no input perturbation moves, keep the clamp."""
+    coordinates), which no input perturbation moves, keep the clamp. ``score_gain``: what a
+    relative rounding of the scores costs the output per unit of its magnitude (`floor`)."""
     if not isinstance(cand, torch.Tensor):
         raise AssertionError(describe(prop, case, f"{what}: not a tensor but {type(cand).__name__}", [], kind="shape"))
     if cand.dtype != dtype:
@@ -346,7 +359,8 @@ def check(
         cand_max = math.inf
         err = err.masked_fill(mismatch_inf, math.inf)
     reference_error = max(base_max, perturbed_max)
-    fl = floor(gold64.masked_fill(~finite, 0.0), dtype, reduction, unit_terms=perturbed is None if unit_terms is None else unit_terms)
+    clamp = perturbed is None if unit_terms is None else unit_terms
+    fl = floor(gold64.masked_fill(~finite, 0.0), dtype, reduction, unit_terms=clamp, score_gain=score_gain)
     limit = BASE_FACTOR * reference_error + fl
     if cand_max <= limit:
         _measure(cand_max, reference_error, limit, dtype)
@@ -355,7 +369,7 @@ def check(
     idx = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), err.shape))
     lines = [
         f"cand error {cand_max:.3e} > bound {limit:.3e} = {BASE_FACTOR:g} * base error {reference_error:.3e} + floor {fl:.3e}"
-        f" (dtype {_name(dtype)}, reduction {reduction})",
+        f" (dtype {_name(dtype)}, reduction {reduction}" + (f", score gain {score_gain:.3g})" if score_gain else ")"),
         f"base error = max(baseline {base_max:.3e}, gold on inputs perturbed by {PERTURB_ULPS:g} ulps of {_name(dtype)} "
         + (f"{perturbed_max:.3e})" if perturbed is not None else "not computed)"),
         f"worst element at index {idx}: cand={float(cand64[idx]):.8g} gold={float(gold64[idx]):.8g} base={float(base64[idx]):.8g}",
@@ -376,6 +390,7 @@ def check_gradients(
     device: str | torch.device | None = None,
     perturbed: Mapping[str, torch.Tensor | None] | None = None,
     unit_terms: bool = True,
+    score_gain: float = 0.0,
 ) -> None:
     """`check` on every gradient by name (``grad x``, ``grad weight``, ...); each name must have
     its reduction length in ``reductions``. The floor's magnitude stays clamped at 1 by default:
@@ -395,7 +410,7 @@ def check_gradients(
         p = None if perturbed is None else perturbed.get(name)
         check(
             prop, c, b, g, dtype=dtype, reduction=reductions[name], case=case, what=f"grad {name}", device=device,
-            perturbed=p, unit_terms=unit_terms,
+            perturbed=p, unit_terms=unit_terms, score_gain=score_gain,
         )
 
 

@@ -22,7 +22,8 @@ from convnn_ref.config import ConvNNConfig
 from suites import tolerance
 from suites.implementations import LOWEST_INDEX, Implementation, Shapes
 from suites.pytest_plugin import reseed_global_rngs
-from suites.strategies import DTYPES, ConvCase, steered_dtypes
+from suites.strategies import DTYPES, ConvCase, GeneralCase, steered_dtypes
+from suites.ties import image_score_gain
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])  # cpu always; cuda when present
 dtypes = steered_dtypes(DTYPES)
@@ -192,6 +193,15 @@ def torch_conv(case: ConvCase, x: torch.Tensor, weight: torch.Tensor, bias: torc
 def promote(tensors: Mapping[str, torch.Tensor | None]) -> dict[str, torch.Tensor | None]:
     """float64 CPU copies (gold inputs: the test-dtype values, promoted)."""
     return {n: None if t is None else t.detach().to("cpu", torch.float64) for n, t in tensors.items()}
+
+
+def unmoved_score_gain(case: GeneralCase, tensors: Mapping[str, torch.Tensor | None]) -> float:
+    """The floor's score gain (`suites.tolerance.floor`) for a property with a perturbed gold: the
+    perturbation moves the inputs but not the coordinates an implementation computes itself, so
+    the gain counts only when the scores mix such coordinates in (0 otherwise)."""
+    if not case.computed_unit_terms:
+        return 0.0
+    return image_score_gain(tensors["x"], case.config, generator=case.generator())  # type: ignore[arg-type]
 
 
 def gold_pair(

@@ -24,6 +24,7 @@ from suites.equivalence._common import (
     reject,
     skip_outside,
     torch_conv,
+    unmoved_score_gain,
     with_grads,
 )
 from suites.equivalence.test_convolution import conv_shapes
@@ -200,8 +201,11 @@ def test_gradients_vs_oracle(impl: Implementation, device: str, case: GeneralCas
         shapes=case.shapes(),
     )
     t = case.tensors(torch.float64, device)
-    reject(impl, image_ambiguity(t["x"], c, generator=case.generator(), scored_dim=case.in_channels + 3))  # type: ignore[arg-type]
     wanted = _leaves(("x", "weight", "bias"), input_grad or (t["weight"] is None and t["bias"] is None))
+    ambiguity = image_ambiguity(
+        t["x"], c, generator=case.generator(), scored_dim=case.in_channels + 3, distinct_tokens="x" in wanted  # type: ignore[arg-type]
+    )
+    reject(impl, ambiguity)
     opts = options(impl, memory_budget=case.memory_budget)
 
     def oracle(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
@@ -218,6 +222,7 @@ def test_gradients_vs_oracle(impl: Implementation, device: str, case: GeneralCas
     tolerance.check_gradients(
         "test_gradients_vs_oracle", cand_g, gold_g, gold_g, dtype=torch.float64, reductions=red,
         case=(case, {"input_grad": input_grad}), device=device, perturbed=perturbed_g,
+        score_gain=unmoved_score_gain(case, t),
     )
 
 

@@ -19,7 +19,7 @@ from suites import tolerance
 from suites.equivalence._common import DEVICES, claims_tie_rule, options, reject, skip_outside, torch_conv
 from suites.implementations import Implementation
 from suites.strategies import EDGE_CONVS, ConvCase, GeneralCase, conv_cases, general_cases, randn
-from suites.ties import image_ambiguity
+from suites.ties import image_ambiguity, image_score_gain
 
 F64 = torch.float64
 SEQ = st.integers(1, 12)
@@ -45,6 +45,7 @@ def test_batch_independence(impl: Implementation, device: str, case: GeneralCase
         dtype=F64,
         reduction=case.reduction,
         case=case,
+        score_gain=image_score_gain(x2, c, generator=case.generator()),
     )
 
 
@@ -223,7 +224,7 @@ def test_output_does_not_depend_on_the_budget(impl: Implementation, device: str,
     default = impl.convnn(t["x"], t["weight"], t["bias"], c, generator=case.generator())
     tolerance.check(
         "test_output_does_not_depend_on_the_budget", chunked, default, default, dtype=F64, reduction=case.reduction,
-        case=(case, {"memory_budget": budget}),
+        case=(case, {"memory_budget": budget}), score_gain=image_score_gain(t["x"], c, generator=case.generator()),  # type: ignore[arg-type]
     )
 
 
@@ -293,4 +294,5 @@ def test_calls_do_not_leak_into_each_other(impl: Implementation, device: str, dr
     tolerance.check(
         "test_calls_do_not_leak_into_each_other", cand, gold, gold, dtype=F64, reduction=case.reduction,
         case=(case, {"earlier call changed": knob, "to": getattr(sibling, knob)}), device=device,
+        score_gain=image_score_gain(t["x"], c, generator=case.generator()),  # type: ignore[arg-type]
     )

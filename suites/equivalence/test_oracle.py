@@ -19,7 +19,16 @@ from hypothesis import strategies as st
 from convnn_ref.config import ConvNNConfig
 from convnn_ref.testing import naive_attention, naive_convnn
 from suites import tolerance
-from suites.equivalence._common import DEVICES, dtypes, gold_pair, options, reject, require_tie_rule, skip_outside
+from suites.equivalence._common import (
+    DEVICES,
+    dtypes,
+    gold_pair,
+    options,
+    reject,
+    require_tie_rule,
+    skip_outside,
+    unmoved_score_gain,
+)
 from suites.implementations import Implementation, Shapes
 from suites.inputs import tokens
 from suites.strategies import (
@@ -62,7 +71,7 @@ def _image_property(
     base = gold if dtype == torch.float64 else oracle(**cpu)  # type: ignore[arg-type]
     tolerance.check(
         prop, cand, base, gold, dtype=dtype, reduction=case.reduction, case=case, device=device, perturbed=perturbed,
-        unit_terms=True if case.computed_unit_terms else None,
+        unit_terms=True if case.computed_unit_terms else None, score_gain=unmoved_score_gain(case, t),
     )
 
 
