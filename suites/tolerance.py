@@ -18,8 +18,10 @@ Rule, for an output and for every gradient:
 - floor: ``eps(dtype) * (FLOOR_ULPS + SUM_GROWTH * sqrt(n)) * magnitude``: a few units in the
   last place plus the growth of an n-term sum taken in another order, where n is the reduction
   length of *that* tensor (an output, or one gradient: each has its own). ``magnitude`` is
-  ``max|gold|``, clamped below at 1 when the property supplies no perturbed gold (its terms are
-  then taken to be of unit size, which the standard-normal inputs of those properties are),
+  ``max|gold|``, clamped below at ``sqrt(n)`` when the property supplies no perturbed gold (its
+  terms are then taken to be of unit size, which the standard-normal inputs of those properties
+  are: the partial sums of n such terms reach about sqrt(n), and every addition rounds at the
+  size of its partial sum, whatever the size of the total),
   times ``1 + score_gain`` where the output weighs its slots by a softmax of scores the
   perturbation does not fully move (coordinates the implementation computes, or a property with
   no perturbed gold): ``score_gain = rho_scale * max|score|``, since a score rounded at its own
@@ -162,10 +164,11 @@ def floor(
 ) -> float:
     """The absolute error no implementation can be asked to beat (see the module docstring):
     ``eps(dtype) * (FLOOR_ULPS + SUM_GROWTH * sqrt(reduction)) * magnitude * (1 + score_gain)``
-    with magnitude ``max|gold|``, clamped below at 1 when ``unit_terms``."""
+    with magnitude ``max|gold|``, clamped below at ``sqrt(reduction)`` when ``unit_terms`` (the
+    size of a partial sum of that many unit-size terms)."""
     mag = finite_max(gold)
     if unit_terms:
-        mag = max(mag, 1.0)
+        mag = max(mag, math.sqrt(max(reduction, 1)))
     return eps(dtype) * (FLOOR_ULPS + SUM_GROWTH * math.sqrt(max(reduction, 1))) * mag * (1.0 + score_gain)
 
 
@@ -315,7 +318,7 @@ def check(
 
     ``cand`` must be in ``dtype`` and, when ``device`` is given, on that device (type and index
     when the index is given). ``perturbed``: gold on perturbed inputs (`perturb`), when the
-    property can compute it. ``unit_terms``: whether the floor's magnitude is clamped at 1
+    property can compute it. ``unit_terms``: whether the floor's magnitude is clamped at sqrt(n)
     (default: when there is no perturbed gold); properties whose scores mix the inputs with
     unit-size terms the implementation computes itself (coordinate channels, hybrid
     coordinates), which no input perturbation moves, keep the clamp. ``score_gain``: what a
@@ -393,7 +396,7 @@ def check_gradients(
     score_gain: float = 0.0,
 ) -> None:
     """`check` on every gradient by name (``grad x``, ``grad weight``, ...); each name must have
-    its reduction length in ``reductions``. The floor's magnitude stays clamped at 1 by default:
+    its reduction length in ``reductions``. The floor's magnitude stays clamped by default:
     a backward pass reuses rounded intermediates (a softmax's output) whose error cancels against
     unit-size terms, which no perturbation of the inputs measures."""
     for name, g in gold.items():
