@@ -131,14 +131,14 @@ def _columns_of(tokens: Tensor, candidates: Tensor | None, m: int) -> Tensor:
 def select(
     scores: Tensor,
     rule: SelectionRule,
-    rows: slice = slice(None),
+    rows: slice | Tensor = slice(None),
     *,
     allowed: Tensor | None = None,
     lattice: Tensor | None = None,
 ) -> Neighbours:
     """Step 2 for a block of queries: the k slots of each.
 
-    scores ``(..., c, M)``: the queries ``rows`` against every candidate column, larger =
+    scores ``(..., c, M)``: the queries ``rows`` (a slice, or their indices) against every candidate column, larger =
     closer (any order-preserving transform of the scores selects the same). allowed: bool
     broadcastable to ``scores`` or None: masks (causal, key padding); a disallowed candidate
     never fills a slot, and a query with fewer than k allowed candidates leaves its last slots
@@ -154,10 +154,10 @@ def select(
     device = scores.device
     ok = allowed
     not_own = None
-    own = own_columns = None
+    own_columns = None
     if rule.own is not None:
         assert rule.own_columns is not None
-        own, own_columns = rule.own[rows], rule.own_columns[rows]
+        own_columns = rule.own_columns[rows]
         not_own = torch.ones(c, m, dtype=torch.bool, device=device)
         present = own_columns >= 0
         not_own[torch.arange(c, device=device)[present], own_columns[present]] = False
@@ -172,14 +172,39 @@ def select(
     if allowed is not None:
         assert ok is not None
         valid = ok.expand(scores.shape).gather(-1, columns)
+    own_score = None
+    if own_columns is not None:
+        lead = columns.shape[:-2]
+        own_score = scores.gather(-1, own_columns.clamp_min(0).expand(*lead, c)[..., None])[..., 0]
+    return assemble(values, columns, rule, rows, valid=valid, own_score=own_score)
+
+
+def assemble(
+    values: Tensor,
+    columns: Tensor,
+    rule: SelectionRule,
+    rows: slice | Tensor = slice(None),
+    *,
+    valid: Tensor | None = None,
+    own_score: Tensor | None = None,
+) -> Neighbours:
+    """The end of step 2 once each query's ranked slots are known: columns ``(..., c, ranked)``
+    (best first, the tie rule applied) and their selection scores ``values``. Maps the columns
+    to tokens through the candidate map, puts the forced own token into slot 0 (its selection
+    score ``own_score`` ``(..., c)``, NaN where it is no candidate or not given), and orders the
+    slots by offset when the rule says so. `select` ends here; so does a selection engine that
+    ranks without a score block (`convnn_ref.fast.engine`)."""
     index = columns if rule.candidates is None else rule.candidates[columns]
-    if own is not None:
-        assert own_columns is not None
-        lead = index.shape[:-2]
-        own_score = scores.gather(-1, own_columns.clamp_min(0).expand(*lead, c)[..., None])
-        own_score = own_score.masked_fill((own_columns < 0).expand(*lead, c)[..., None], float("nan"))
+    if rule.own is not None:
+        assert rule.own_columns is not None
+        own, own_columns = rule.own[rows], rule.own_columns[rows]
+        lead, c = index.shape[:-2], index.shape[-2]
+        missing = (own_columns < 0).expand(*lead, c)
+        if own_score is None:
+            own_score = values.new_full((*lead, c), float("nan"))
+        own_score = own_score.expand(*lead, c).masked_fill(missing, float("nan"))
         index = torch.cat([own.expand(*lead, c)[..., None], index], dim=-1)
-        values = torch.cat([own_score.to(values.dtype), values], dim=-1)
+        values = torch.cat([own_score[..., None].to(values.dtype), values], dim=-1)
         if valid is not None:
             valid = torch.cat([valid.new_ones((*valid.shape[:-1], 1)), valid], dim=-1)
     if rule.offsets is not None:

@@ -20,12 +20,15 @@ def rank_keys(keys: torch.Tensor, similarity: str) -> tuple[torch.Tensor, torch.
     return keys, None
 
 
-def rank_scores(q: torch.Tensor, keys: torch.Tensor, stats: torch.Tensor | None, similarity: str) -> torch.Tensor:
+def rank_scores(
+    q: torch.Tensor, keys: torch.Tensor, stats: torch.Tensor | None, similarity: str, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """Scores that rank every row's candidates as the similarity does, with fewer passes: the
     factors and terms constant along a row (``1/|q|``, ``|q|^2``, a positive scale) are left
-    out. q ``(B, c, D)``, keys and stats from `rank_keys` -> ``(B, c, M)``. For selection
-    only; `scores.paired_feature_scores` recomputes the selected scores exactly."""
-    dots = q @ keys.transpose(-1, -2)
+    out. q ``(B, c, D)``, keys and stats from `rank_keys` -> ``(B, c, M)``, written into ``out``
+    when given (a reused buffer: no-grad only). For selection only;
+    `scores.paired_feature_scores` recomputes the selected scores exactly."""
+    dots = torch.matmul(q, keys.transpose(-1, -2), out=out) if out is not None else q @ keys.transpose(-1, -2)
     if similarity in ("cosine", "dot", "scaled_dot"):
         return dots
     if similarity == "euclidean":

@@ -25,6 +25,7 @@ import torch.utils.checkpoint
 
 from convnn_ref import aggregate, scores, select
 from convnn_ref.config import ConvNNConfig
+from convnn_ref.fast import engine
 from convnn_ref.fast.plan import DENSE_SUM_FRACTION, TokenCall, chunk_size
 from convnn_ref.fast.ranking import exact_where_nonfinite, gather_tokens, nonfinite_tokens, rank_keys, rank_scores
 from convnn_ref.fast.shifted import channels_first_grid, shifted_aggregate
@@ -109,8 +110,12 @@ def gather_route(call: TokenCall) -> torch.Tensor:
     c_out = call.values.shape[-1] if call.weight is None else call.weight.shape[0]
     out = _new_output(call.values, b, nq, c_out, call.channels_first)
     config = call.config
+    # One token-major copy of the values up front: every chunk then gathers whole contiguous rows
+    # into a (B, c, k, C) block that the kernel's matrix product reads as it is (gathering from
+    # the channels-first view would need a transposing copy of each block).
+    values = call.values.contiguous()
     for start, stop, nb in _selections(call):
-        gathered = gather_tokens(call.values, nb.index)
+        gathered = aggregate.gather_neighbours(values, nb.index)
         score = None if config.rho == "ones" else _selected_scores(call.queries[:, start:stop], call.keys, nb.index, config)
         y = aggregate.aggregate(gathered, score, nb.valid, call.weight, call.bias, config, call.dropout_p)
         _write_chunk(out, y, start, stop, call.channels_first)
@@ -169,8 +174,9 @@ def _scaled_query_scores(qn: torch.Tensor, kn: torch.Tensor, config: ConvNNConfi
 
 def _selections(call: TokenCall) -> Iterator[tuple[int, int, Neighbours]]:
     """Selection, one query chunk at a time, without autograd: yields ``(start, stop,
-    neighbours)`` with index ``(B, stop-start, k)`` into the token list. Scores come from
-    `rank_scores` (same order, fewer passes)."""
+    neighbours)`` with index ``(B, stop-start, k)`` into the token list. The selection engine
+    (`engine`, faiss) selects every query at once where it applies; otherwise scores come from
+    `rank_scores` (same order, fewer passes) per chunk within the budget."""
     config, rule = call.config, call.rule
     b, nq = call.queries.shape[:2]
     keys = rule.columns(call.keys).detach()
@@ -179,11 +185,25 @@ def _selections(call: TokenCall) -> Iterator[tuple[int, int, Neighbours]]:
     with torch.no_grad():
         ranked, stats = rank_keys(keys, config.similarity)
         bad_q, bad_k = nonfinite_tokens(call.queries.detach()), nonfinite_tokens(keys)
+        everything = None
+        if bad_q is None and bad_k is None and engine.wanted(call.queries, rule, m, allowed is not None):
+            everything = engine.select_all(call.queries.detach(), ranked, stats, rule, config.similarity, call.budget)
+    if everything is not None:
+        # Selected already: chunks only bound the aggregation's gathered block (B, chunk, k, C).
+        chunk = chunk_size(b, rule.k * call.values.shape[-1], call.values.element_size(), call.budget)
+        for start in range(0, nq, chunk):
+            stop = min(nq, start + chunk)
+            yield start, stop, Neighbours(everything.index[:, start:stop], everything.score[:, start:stop], None)
+        return
     chunk = chunk_size(b, m, call.queries.element_size(), call.budget)
+    # One score buffer for every chunk: a fresh block per chunk, freed between the small tensors
+    # autograd keeps, fragments the heap until the process holds gigabytes (docs/benchmarks.md).
+    buffer = ranked.new_empty(b * min(chunk, nq) * m)
     for start in range(0, nq, chunk):
         stop = min(nq, start + chunk)
         with torch.no_grad():
-            s = rank_scores(call.queries[:, start:stop].detach(), ranked, stats, config.similarity)
+            block = buffer[: b * (stop - start) * m].view(b, stop - start, m)
+            s = rank_scores(call.queries[:, start:stop].detach(), ranked, stats, config.similarity, out=block)
             if bad_q is not None or bad_k is not None:
                 rows = None if bad_q is None else bad_q[:, start:stop]
                 s = exact_where_nonfinite(s, call.queries[:, start:stop], keys, (rows, bad_k), config, call.budget)

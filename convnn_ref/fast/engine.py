@@ -1,0 +1,229 @@
+"""The selection engine: step 2 of the gather route by faiss's brute-force k-NN search, without a
+score block in PyTorch, under the reference's rule.
+
+faiss (``faiss-cpu``, imported lazily) ranks every candidate column of a query by the same
+order-equivalent scores as `ranking.rank_scores` (an inner product: raw queries against unit keys
+for cosine, raw keys for dot and scaled dot; for euclidean the query ``(2q, -1)`` against the key
+``(k, |k|^2)``, i.e. ``2 q.k - |k|^2``), computed in float32 with its own summation order, and
+returns the best ``ranked + 1`` (one more when a forced own column must be skipped). Its float32
+scores differ from the exact ones by at most ``delta`` per query, a bound on the rounding of a
+float32 inner product of length D (and, for float64 inputs, of the inputs' rounding to float32):
+``delta = (D + 8) * eps32 * sum_i |q_i k_i|``, with ``sum_i |q_i k_i| <= |q| max|k|``. Then:
+
+- **the set**: when the engine's k-th and (k+1)-th scores are more than ``2 delta`` apart, its
+  first k are exactly the k best candidates (every other candidate scores below them in exact
+  arithmetic too). Otherwise (a tie or a near-tie straddles the k-th place, exact ties included:
+  faiss puts them higher index first) the query is *ambiguous* and is selected again on the pure
+  PyTorch path (`ranking.rank_scores` over its whole row, then `select.select` with the tie rule);
+- **the order**: where two neighbouring slots of a query are within ``2 delta``, the query's k
+  selected scores are recomputed in float64 from the very operands the pure path ranks (unit keys
+  for cosine), and its slots sorted by that score, equal scores by lower index (the tie rule);
+  elsewhere the engine's order is the exact order;
+- the candidate map, the forced own slot and everything after ranking are `select.assemble`,
+  shared with `select.select`.
+
+So a selection the engine makes is one the reference's rule makes: the exact top-k set, ordered
+by score with ties to the lower index. The selected scores that rho needs are recomputed with
+autograd by the route, as on the pure path.
+
+When it is used (`wanted`): setting ``CONVNN_SELECT_ENGINE`` (read at every call):
+
+- ``auto`` (default): faiss when it is installed, on CPU tensors whose compute dtype is float32
+  (float32 inputs; float16 and bfloat16, which the token routes compute in float32), with at
+  least `AUTO_MIN_CANDIDATES` candidate columns and at most `AUTO_MAX_SLOTS` slots: where it
+  wins in this project's measurements (docs/benchmarks.md);
+- ``faiss``: whenever it can express the call, whatever its size, float64 included (the set is
+  still decided exactly; the order by float64 scores): the suite forces it to test the engine on
+  small inputs. faiss missing is an error then;
+- ``torch``: never (the pure PyTorch path).
+
+It never runs with a mask (``allowed``), NaN or infinite inputs (the pure path applies the NaN
+rule), inputs whose float32 products could overflow or underflow past the bound, slot order by
+offset, fewer than ``ranked + 1`` candidates besides the own token, or on another device: the
+route then selects on the pure path.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+import torch
+
+from convnn_ref import select
+from convnn_ref.fast.plan import chunk_size
+from convnn_ref.fast.ranking import rank_scores
+from convnn_ref.select import Neighbours, SelectionRule
+
+#: The environment variable that chooses the engine, and its values.
+ENGINE_ENV = "CONVNN_SELECT_ENGINE"
+ENGINES = ("auto", "faiss", "torch")
+
+#: ``auto`` takes faiss from this many candidate columns on (below it per-call overhead loses).
+AUTO_MIN_CANDIDATES = 1024
+
+#: ``auto`` takes faiss for at most this many slots (faiss keeps a heap per query).
+AUTO_MAX_SLOTS = 64
+
+_EPS32 = torch.finfo(torch.float32).eps
+#: Absolute slack for products below float32's normal range (each rounds by at most 2^-149).
+_UNDERFLOW = 2.0**-120
+#: Bound on |q| max|k| beyond which float32 products could overflow: the engine declines.
+_MAX_MAGNITUDE = 1e30
+
+_faiss: ModuleType | bool | None = False  # False: not tried yet; None: not installed
+
+
+def setting() -> str:
+    """The engine setting now in force (``CONVNN_SELECT_ENGINE``; ``auto`` when unset)."""
+    value = os.environ.get(ENGINE_ENV, "").strip().lower() or "auto"
+    if value not in ENGINES:
+        raise ValueError(f"{ENGINE_ENV}={value!r} is not one of {ENGINES}")
+    return value
+
+
+def faiss_module() -> ModuleType | None:
+    """faiss, imported on first use; None when it is not installed."""
+    global _faiss
+    if _faiss is False:
+        try:
+            import faiss  # optional: imported on first use
+
+            _faiss = faiss
+        except ImportError:
+            _faiss = None
+    return _faiss  # type: ignore[return-value]
+
+
+def wanted(queries: torch.Tensor, rule: SelectionRule, m: int, masked: bool) -> bool:
+    """Whether the engine selects for this call (see the module docstring)."""
+    mode = setting()
+    if mode == "torch" or masked or rule.offsets is not None or queries.device.type != "cpu":
+        return False
+    if queries.dtype not in (torch.float32, torch.float64):
+        return False
+    width = _width(rule)
+    if rule.ranked < 1 or width > m or queries.shape[1] == 0:
+        return False
+    if mode == "auto":
+        if queries.dtype != torch.float32 or m < AUTO_MIN_CANDIDATES or width > AUTO_MAX_SLOTS:
+            return False
+        return faiss_module() is not None
+    if faiss_module() is None:
+        raise RuntimeError(f"{ENGINE_ENV}=faiss but faiss is not installed (pip install faiss-cpu)")
+    return True
+
+
+def _width(rule: SelectionRule) -> int:
+    """Neighbours asked of faiss per query: ranked + 1, and one more to skip a forced own column."""
+    own = rule.own_columns is not None and bool((rule.own_columns >= 0).any())
+    return rule.ranked + 1 + int(own)
+
+
+def select_all(
+    queries: torch.Tensor,
+    ranked: torch.Tensor,
+    stats: torch.Tensor | None,
+    rule: SelectionRule,
+    similarity: str,
+    budget: int,
+) -> Neighbours | None:
+    """Step 2 for every query at once: queries ``(B, Nq, D)``, ranked keys and stats from
+    `ranking.rank_keys` over the candidate columns ``(B, M, D)``, in the compute dtype, all
+    finite. Returns `select.select`'s result for all queries (``score``: the selection scores,
+    NaN in a forced own slot), or None when the engine declines (magnitudes out of its bound)."""
+    faiss = faiss_module()
+    assert faiss is not None
+    b, nq = queries.shape[:2]
+    q32, k32 = queries.to(torch.float32).contiguous(), ranked.to(torch.float32).contiguous()
+    knorm = k32.norm(dim=-1)  # (B, M)
+    kmax = knorm.amax(dim=-1, keepdim=True)  # (B, 1)
+    qnorm = q32.norm(dim=-1)  # (B, Nq)
+    if similarity == "euclidean":
+        assert stats is not None
+        s32 = stats.to(torch.float32)
+        magnitude = 2 * qnorm * kmax + s32.amax(dim=-1, keepdim=True)
+        q32 = torch.cat([2 * q32, q32.new_full((b, nq, 1), -1.0)], dim=-1)
+        k32 = torch.cat([k32, s32[..., None]], dim=-1)
+    else:
+        magnitude = qnorm * kmax
+    if not bool(torch.isfinite(magnitude).all()) or float(magnitude.max()) > _MAX_MAGNITUDE:
+        return None
+    length = q32.shape[-1]
+    delta = (length + 8) * _EPS32 * magnitude.double() + length * _UNDERFLOW  # (B, Nq)
+
+    width = _width(rule)
+    faiss.omp_set_num_threads(torch.get_num_threads())
+    vals = torch.empty(b, nq, width, dtype=torch.float32)
+    cols = torch.empty(b, nq, width, dtype=torch.int64)
+    for i in range(b):
+        dist, label = faiss.knn(q32[i].numpy(), k32[i].numpy(), width, faiss.METRIC_INNER_PRODUCT)
+        vals[i] = torch.from_numpy(dist)
+        cols[i] = torch.from_numpy(label)
+    r = rule.ranked
+    if width > r + 1:  # skip the forced own column (or, where it is not among them, the last)
+        assert rule.own_columns is not None
+        is_own = cols == rule.own_columns[None, :, None]
+        keep = is_own.to(torch.uint8).argsort(dim=-1, stable=True)[..., : r + 1]
+        vals, cols = vals.gather(-1, keep), cols.gather(-1, keep)
+    vals64 = vals.double()
+    ambiguous = ~(vals64[..., r - 1] - vals64[..., r] > 2 * delta)  # (B, Nq); NaN counts as ambiguous
+    values, columns = vals64[..., :r].to(queries.dtype), cols[..., :r].contiguous()
+    if r >= 2:
+        close = ~(vals64[..., :-2] - vals64[..., 1:-1] > 2 * delta[..., None])
+        reorder = close.any(dim=-1) & ~ambiguous
+        if bool(reorder.any()):
+            _exact_order(queries, ranked, stats, similarity, reorder, values, columns)
+    nb = select.assemble(values, columns, rule)
+    if bool(ambiguous.any()):
+        _select_rows(queries, ranked, stats, rule, similarity, ambiguous, nb, budget)
+    return nb
+
+
+def _exact_order(
+    queries: torch.Tensor,
+    ranked: torch.Tensor,
+    stats: torch.Tensor | None,
+    similarity: str,
+    rows: torch.Tensor,
+    values: torch.Tensor,
+    columns: torch.Tensor,
+) -> None:
+    """Reorder the slots of ``rows`` ``(B, Nq)`` bool in place by their rank scores recomputed in
+    float64 from the pure path's operands, equal scores by lower column (the tie rule)."""
+    bi, qi = rows.nonzero(as_tuple=True)
+    cols = columns[bi, qi]  # (n, r)
+    keys = ranked[bi[:, None], cols].double()  # (n, r, D)
+    exact = (keys * queries[bi, qi].double()[:, None, :]).sum(-1)
+    if similarity == "euclidean":
+        assert stats is not None
+        exact = 2 * exact - stats[bi[:, None], cols].double()
+    cols, by_column = cols.sort(dim=-1)
+    exact = exact.gather(-1, by_column)
+    exact, order = exact.sort(dim=-1, descending=True, stable=True)
+    columns[bi, qi] = cols.gather(-1, order)
+    values[bi, qi] = exact.to(values.dtype)
+
+
+def _select_rows(
+    queries: torch.Tensor,
+    ranked: torch.Tensor,
+    stats: torch.Tensor | None,
+    rule: SelectionRule,
+    similarity: str,
+    rows: torch.Tensor,
+    nb: Neighbours,
+    budget: int,
+) -> None:
+    """Select the queries ``rows`` ``(B, Nq)`` bool again on the pure path (their whole score rows,
+    `select.select`), in place into ``nb``, within the memory budget."""
+    m = ranked.shape[1]
+    step = chunk_size(1, m, queries.element_size(), budget)
+    for i in range(queries.shape[0]):
+        which = rows[i].nonzero()[:, 0]
+        for s in range(0, which.shape[0], step):
+            part = which[s : s + step]
+            block = rank_scores(queries[i : i + 1, part], ranked[i : i + 1], None if stats is None else stats[i : i + 1], similarity)
+            again = select.select(block, rule, part)
+            nb.index[i, part] = again.index[0]
+            nb.score[i, part] = again.score[0].to(nb.score.dtype)
