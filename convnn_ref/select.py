@@ -15,6 +15,7 @@ the rows where a tie straddles the k-th place.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -135,6 +136,7 @@ def select(
     *,
     allowed: Tensor | None = None,
     lattice: Tensor | None = None,
+    topk: TopK | None = None,
 ) -> Neighbours:
     """Step 2 for a block of queries: the k slots of each.
 
@@ -144,6 +146,8 @@ def select(
     never fills a slot, and a query with fewer than k allowed candidates leaves its last slots
     empty. lattice ``(c, M)`` bool or None: each query's dilation lattice (position basis):
     candidates off it are no candidates of that query, and k must fit every query's lattice.
+
+    topk: the shortlist of `topk_lowest_index` (None: ``torch.topk``).
 
     Returns index ``(..., c, k)`` into the token list (through the candidate map), the scores
     of the selected columns (for selection only; a forced own token that is no candidate has
@@ -167,7 +171,7 @@ def select(
         if c:
             check_k(rule.ranked, int(usable.sum(dim=-1).min()), f"{rule.what} on the query's dilation lattice")
         ok = lattice if ok is None else ok & lattice
-    values, columns = topk_lowest_index(scores, rule.ranked, ok)
+    values, columns = topk_lowest_index(scores, rule.ranked, ok, topk=topk)
     valid = None
     if allowed is not None:
         assert ok is not None
@@ -235,7 +239,17 @@ def selected_mask(
     return keep
 
 
-def topk_lowest_index(scores: Tensor, k: int, allowed: Tensor | None = None) -> tuple[Tensor, Tensor]:
+#: A top-n shortlist: ``(scores (..., M), n) -> (values, indices)`` as ``torch.topk(scores, n,
+#: dim=-1, sorted=True)``: the n largest values of each row, descending, equal values in any order.
+TopK = Callable[[Tensor, int], tuple[Tensor, Tensor]]
+
+
+def _torch_topk(scores: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    values, indices = scores.topk(n, dim=-1, sorted=True)
+    return values, indices
+
+
+def topk_lowest_index(scores: Tensor, k: int, allowed: Tensor | None = None, *, topk: TopK | None = None) -> tuple[Tensor, Tensor]:
     """The k best entries of each row, best first.
 
     Ranking (docs/semantics.md, "NaN and infinities"): allowed entries before disallowed ones;
@@ -243,6 +257,9 @@ def topk_lowest_index(scores: Tensor, k: int, allowed: Tensor | None = None) -> 
     in descending order, -inf; equal values (NaN with NaN too) to the lower index. scores
     ``(..., M)``; allowed: bool broadcastable to scores, or None. Returns ``(values, indices)``,
     each ``(..., k)``. Runs without autograd; recompute differentiable scores from the indices.
+    topk: how the k+1 largest of each row are found (`TopK`; None: ``torch.topk``); the tie rule
+    is applied here to whatever order it leaves equal values in, so any correct one selects the
+    same.
     """
     with torch.no_grad():
         if allowed is not None:
@@ -252,7 +269,7 @@ def topk_lowest_index(scores: Tensor, k: int, allowed: Tensor | None = None) -> 
             return scores[..., :0], torch.zeros(scores[..., :0].shape, dtype=torch.int64, device=scores.device)
         if k == scores.shape[-1]:
             return _exact_order(scores, allowed)
-        values, indices = scores.topk(k + 1, dim=-1, sorted=True)
+        values, indices = (topk or _torch_topk)(scores, k + 1)
         # A row is ambiguous when its (k+1)-th value equals its k-th: only then can the *set*
         # depend on the tie rule (or, at -inf, on which of a disallowed and an allowed -inf
         # candidate is taken). Those rows (rare on real data) get an exact sort.

@@ -1,11 +1,12 @@
 """The selection engine (faiss) against the pure PyTorch path: both must be the reference.
 
 ``CONVNN_SELECT_ENGINE`` chooses the engine of the feature and hybrid bases' selection (auto,
-faiss, torch; docs/semantics.md, "Routes"). Under ``auto`` only maps with at least 1024
-candidates use faiss, so the equivalence suite's small inputs run on the pure path; here the key
-properties of the suite run again with faiss forced on every input it can express (float64 too:
-it shortlists in float32 and decides the set and the order exactly), and a few direct checks pin
-down the tie rule, near-ties, the automatic choice by size and the fallback without faiss.
+faiss, heap, torch; docs/semantics.md, "Routes"). Under ``auto`` only maps with at least 2048
+candidates use faiss's fused search, so the equivalence suite's small inputs run on the pure
+path (its float32 blocks shortlisted by faiss's heaps); here the key properties of the suite run
+again with the fused search forced on every input it can express (float64 too: it shortlists in
+float32 and decides the set and the order exactly) and with the heaps forced, and a few direct
+checks pin down the tie rule, the automatic choice by size and the fallback without faiss.
 """
 
 from __future__ import annotations
@@ -55,11 +56,28 @@ ATTENTION_PROPERTIES = (
 )
 
 
+#: The properties rerun with the heaps forced (float32 and half precision inputs use them).
+HEAP_PROPERTIES = (
+    test_oracle.test_feature_basis_vs_oracle_low_precision,
+    test_oracle.test_attention_form_vs_oracle,
+    test_kvt.test_kvt_matches_paper,
+    test_kvt.test_kvt_neighbours_are_topk,
+)
+
+
 @needs_faiss
 @pytest.mark.parametrize("prop", IMAGE_PROPERTIES + ATTENTION_PROPERTIES, ids=lambda p: p.__name__)
 def test_equivalence_properties_with_the_engine_forced(prop, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     """The property holds with ``CONVNN_SELECT_ENGINE=faiss`` (the same examples as the suite)."""
     monkeypatch.setenv(ENGINE_ENV, "faiss")
+    prop(impl=ReferenceImplementation(), device="cpu")
+
+
+@needs_faiss
+@pytest.mark.parametrize("prop", HEAP_PROPERTIES, ids=lambda p: p.__name__)
+def test_equivalence_properties_with_the_heaps_forced(prop, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """The property holds with ``CONVNN_SELECT_ENGINE=heap``."""
+    monkeypatch.setenv(ENGINE_ENV, "heap")
     prop(impl=ReferenceImplementation(), device="cpu")
 
 
@@ -81,7 +99,9 @@ def test_exact_ties_go_to_the_lower_index(monkeypatch: pytest.MonkeyPatch) -> No
     x = torch.tensor([1.0, -1, 1, 1, -1, 1]).reshape(1, 1, 6)
     for k in (1, 2, 3, 4):
         config = cr.ConvNNConfig(k=k, basis="feature", similarity="cosine")
-        assert _selection(x, config, "faiss", monkeypatch).tolist() == _selection(x, config, "torch", monkeypatch).tolist()
+        pure = _selection(x, config, "torch", monkeypatch).tolist()
+        assert _selection(x, config, "faiss", monkeypatch).tolist() == pure
+        assert _selection(x, config, "heap", monkeypatch).tolist() == pure
     config = cr.ConvNNConfig(k=3, basis="feature", similarity="cosine")
     assert _selection(x, config, "faiss", monkeypatch)[0, 0].tolist() == [0, 2, 3]
 
@@ -93,33 +113,43 @@ def test_exact_ties_go_to_the_lower_index(monkeypatch: pytest.MonkeyPatch) -> No
 def test_engine_selects_what_the_pure_path_selects(
     similarity: str, self_slot: str, candidates: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On a 32x32 map (the automatic engine's smallest size) with duplicated tokens and scaled
-    copies (exact ties inside and across the k-th place): the same neighbours, in the same
-    order, as the pure path, under auto and forced faiss. (Near-ties within float32 rounding may
-    legitimately go either way; the suite's properties judge those.)"""
+    """On a 48x48 map (above the fused search's automatic threshold) with duplicated tokens and
+    scaled copies (exact ties inside and across the k-th place): the heaps select bit for bit
+    what the pure path selects; the fused search (auto and forced) too, except on queries where
+    two of the pure path's k+1 best scores are within float32 rounding of each other but not
+    equal (there the pure path's float32 order is rounding noise and the fused search orders by
+    float64 scores; the suite's properties judge those)."""
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 8, 32, 32, generator=g)
+    x = torch.randn(2, 8, 48, 48, generator=g)
     flat = x.view(2, 8, -1)
     flat[:, :, 100:140] = flat[:, :, 0:40]  # exact duplicates
     flat[:, :, 200:240] = 2 * flat[:, :, 0:40]  # scaled copies: exact cosine ties
     kw: dict[str, object] = {"k": 9, "basis": "feature", "similarity": similarity, "self_slot": self_slot}
     if candidates == "random":
-        kw.update(candidates="random", num_candidates=700)
+        kw.update(candidates="random", num_candidates=2100)
     config = cr.ConvNNConfig(**kw)  # type: ignore[arg-type]
     pure = _selection(x, config, "torch", monkeypatch)
+    assert torch.equal(_selection(x, config, "heap", monkeypatch), pure)
+    monkeypatch.setenv(ENGINE_ENV, "torch")
+    score = cr.neighbours(x, config.replace(k=10), generator=torch.Generator().manual_seed(3)).score
+    gaps = (score[..., :-1] - score[..., 1:]).abs()
+    rounding = 1e-5 * score.abs().amax(dim=-1, keepdim=True)
+    near = ((gaps > 0) & (gaps < rounding)).any(dim=-1)
+    assert float(near.float().mean()) < 0.05
     for engine in ("auto", "faiss"):
-        assert torch.equal(_selection(x, config, engine, monkeypatch), pure), engine
+        fused = _selection(x, config, engine, monkeypatch)
+        assert torch.equal(fused[~near], pure[~near]), engine
 
 
 @needs_faiss
 def test_engine_output_matches_the_pure_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """The layer's output (selection, recomputed scores with autograd, aggregation) agrees."""
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(2, 6, 32, 32, generator=g, requires_grad=True)
+    x = torch.randn(2, 6, 48, 48, generator=g, requires_grad=True)
     w = torch.randn(5, 6, 9, generator=g, requires_grad=True)
     config = cr.ConvNNConfig(k=9, basis="feature", similarity="cosine", rho="softmax")
     outs = []
-    for engine in ("torch", "faiss"):
+    for engine in ("torch", "auto"):
         monkeypatch.setenv(ENGINE_ENV, engine)
         y = cr.convnn(x, w, None, config)
         gx, gw = torch.autograd.grad(y.square().sum(), (x, w))
@@ -143,19 +173,20 @@ def test_without_faiss_the_pure_path_selects() -> None:
         import os, sys
         sys.modules["faiss"] = None  # import faiss -> ImportError
         import torch, convnn_ref as cr
-        x = torch.randn(1, 4, 32, 32, generator=torch.Generator().manual_seed(0))
+        x = torch.randn(1, 4, 48, 48, generator=torch.Generator().manual_seed(0))
         config = cr.ConvNNConfig(k=9, basis="feature")
         os.environ["CONVNN_SELECT_ENGINE"] = "auto"
         auto = cr.neighbours(x, config).index
         os.environ["CONVNN_SELECT_ENGINE"] = "torch"
         assert torch.equal(auto, cr.neighbours(x, config).index)
-        os.environ["CONVNN_SELECT_ENGINE"] = "faiss"
-        try:
-            cr.neighbours(x, config)
-        except RuntimeError as exc:
-            assert "faiss-cpu" in str(exc), exc
-        else:
-            raise AssertionError("forcing a missing engine must fail")
+        for forced in ("faiss", "heap"):
+            os.environ["CONVNN_SELECT_ENGINE"] = forced
+            try:
+                cr.neighbours(x, config)
+            except RuntimeError as exc:
+                assert "faiss-cpu" in str(exc), exc
+            else:
+                raise AssertionError("forcing a missing engine must fail")
         print("ok")
         """
     )

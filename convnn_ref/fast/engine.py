@@ -26,21 +26,28 @@ So a selection the engine makes is one the reference's rule makes: the exact top
 by score with ties to the lower index. The selected scores that rho needs are recomputed with
 autograd by the route, as on the pure path.
 
-When it is used (`wanted`): setting ``CONVNN_SELECT_ENGINE`` (read at every call):
+Second, lighter use of faiss (`heap_topk`): on the pure path, the top-(k+1) shortlist of each
+row of the reference's own float32 score block is found by faiss's binary heaps instead of
+``torch.topk`` (about twice as fast); `select.topk_lowest_index` applies the tie rule to it as
+to ``torch.topk``'s, so the selection is bit for bit the pure path's.
 
-- ``auto`` (default): faiss when it is installed, on CPU tensors whose compute dtype is float32
-  (float32 inputs; float16 and bfloat16, which the token routes compute in float32), with at
-  least `AUTO_MIN_CANDIDATES` candidate columns and at most `AUTO_MAX_SLOTS` slots: where it
-  wins in this project's measurements (docs/benchmarks.md);
-- ``faiss``: whenever it can express the call, whatever its size, float64 included (the set is
-  still decided exactly; the order by float64 scores): the suite forces it to test the engine on
-  small inputs. faiss missing is an error then;
-- ``torch``: never (the pure PyTorch path).
+When each is used: setting ``CONVNN_SELECT_ENGINE`` (read at every call):
 
-It never runs with a mask (``allowed``), NaN or infinite inputs (the pure path applies the NaN
-rule), inputs whose float32 products could overflow or underflow past the bound, slot order by
-offset, fewer than ``ranked + 1`` candidates besides the own token, or on another device: the
-route then selects on the pure path.
+- ``auto`` (default), where faiss is installed, on CPU tensors whose compute dtype is float32
+  (float32 inputs; float16 and bfloat16, which the token routes compute in float32), finite, for
+  at most `AUTO_MAX_SLOTS` slots: the fused search (`wanted`) from `AUTO_MIN_CANDIDATES`
+  candidate columns on, the heaps below that (and with masks); each where it won in this
+  project's measurements (docs/benchmarks.md);
+- ``faiss``: the fused search whenever it can express the call, whatever its size, float64
+  included (the set is still decided exactly, the order by float64 scores), else the pure path;
+  the suite forces it to test the engine on small inputs. faiss missing is an error then;
+- ``heap``: the heaps on every float32 score block (an error without faiss);
+- ``torch``: neither (``torch.topk`` on the score blocks).
+
+The fused search never runs with a mask (``allowed``), NaN or infinite inputs (the pure path
+applies the NaN rule), inputs whose float32 products could overflow past the bound, slot order
+by offset, fewer than ``ranked + 1`` candidates besides the own token, or off the CPU; the heaps
+never with NaN or infinite inputs. The route then selects on the pure path.
 """
 
 from __future__ import annotations
@@ -57,10 +64,10 @@ from convnn_ref.select import Neighbours, SelectionRule
 
 #: The environment variable that chooses the engine, and its values.
 ENGINE_ENV = "CONVNN_SELECT_ENGINE"
-ENGINES = ("auto", "faiss", "torch")
+ENGINES = ("auto", "faiss", "heap", "torch")
 
 #: ``auto`` takes faiss from this many candidate columns on (below it per-call overhead loses).
-AUTO_MIN_CANDIDATES = 1024
+AUTO_MIN_CANDIDATES = 2048
 
 #: ``auto`` takes faiss for at most this many slots (faiss keeps a heap per query).
 AUTO_MAX_SLOTS = 64
@@ -98,7 +105,7 @@ def faiss_module() -> ModuleType | None:
 def wanted(queries: torch.Tensor, rule: SelectionRule, m: int, masked: bool) -> bool:
     """Whether the engine selects for this call (see the module docstring)."""
     mode = setting()
-    if mode == "torch" or masked or rule.offsets is not None or queries.device.type != "cpu":
+    if mode not in ("auto", "faiss") or masked or rule.offsets is not None or queries.device.type != "cpu":
         return False
     if queries.dtype not in (torch.float32, torch.float64):
         return False
@@ -112,6 +119,48 @@ def wanted(queries: torch.Tensor, rule: SelectionRule, m: int, masked: bool) -> 
     if faiss_module() is None:
         raise RuntimeError(f"{ENGINE_ENV}=faiss but faiss is not installed (pip install faiss-cpu)")
     return True
+
+
+def heap_wanted(scores_dtype: torch.dtype, device: torch.device, rule: SelectionRule) -> bool:
+    """Whether the pure path's top-(k+1) shortlist is found by faiss's heaps (`heap_topk`) instead
+    of ``torch.topk``: ``heap`` forces it (float32 score blocks on the CPU); ``auto`` takes it
+    there too, for at most `AUTO_MAX_SLOTS` slots, when faiss is installed (the fused search,
+    `wanted`, is tried first)."""
+    mode = setting()
+    if mode not in ("auto", "heap") or device.type != "cpu" or scores_dtype != torch.float32:
+        return False
+    if mode == "auto" and rule.ranked + 1 > AUTO_MAX_SLOTS:
+        return False
+    if faiss_module() is None:
+        if mode == "heap":
+            raise RuntimeError(f"{ENGINE_ENV}=heap but faiss is not installed (pip install faiss-cpu)")
+        return False
+    return True
+
+
+def heap_topk(scores: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.topk(scores, n, dim=-1, sorted=True)`` by faiss's binary heaps (one per row, C++):
+    the n largest values of each row of a float32 CPU block without NaN, descending, equal values
+    in any order (`select.topk_lowest_index` applies the tie rule). A heap never takes an entry
+    at -inf (nor at -FLT_MAX, its empty value): a row with fewer than n larger entries keeps empty
+    places, returned as -inf with index -1, so that its n-th value is -inf as ``torch.topk``'s
+    would be, and `topk_lowest_index` sees a tie there and sorts the row exactly."""
+    faiss = faiss_module()
+    assert faiss is not None
+    m = scores.shape[-1]
+    rows = scores.reshape(-1, m).contiguous()
+    values = torch.empty(rows.shape[0], n, dtype=torch.float32)
+    indices = torch.empty(rows.shape[0], n, dtype=torch.int64)
+    if rows.shape[0]:
+        faiss.omp_set_num_threads(torch.get_num_threads())
+        heaps = faiss.float_minheap_array_t()  # a min-heap of size n keeps the n largest
+        heaps.nh, heaps.k = rows.shape[0], n
+        heaps.val, heaps.ids = faiss.swig_ptr(values.numpy()), faiss.swig_ptr(indices.numpy())
+        heaps.heapify()
+        heaps.addn(m, faiss.swig_ptr(rows.numpy()), 0, 0, rows.shape[0])
+        heaps.reorder()
+        values.masked_fill_(indices < 0, float("-inf"))
+    return values.view(*scores.shape[:-1], n), indices.view(*scores.shape[:-1], n)
 
 
 def _width(rule: SelectionRule) -> int:

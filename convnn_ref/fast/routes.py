@@ -103,9 +103,16 @@ def token_neighbours(call: TokenCall) -> Neighbours:
     return Neighbours(index, _selected_scores(call.queries, call.keys, index, call.config), valid)
 
 
+#: Bytes of one gathered block of the no-grad aggregation (`_blocked_gather_route`): small enough
+#: to stay in cache between the gather that writes it and the matrix product that reads it.
+GATHER_BLOCK_BYTES = 2**20
+
+
 def gather_route(call: TokenCall) -> torch.Tensor:
     """Per query chunk: select, gather the k values by index ``(B, c, k, C)``, aggregate, write
-    the chunk's output."""
+    the chunk's output. Without autograd, the full kernel runs blocked (`_blocked_gather_route`)."""
+    if _blocked_applies(call):
+        return _blocked_gather_route(call)
     b, nq = call.queries.shape[:2]
     c_out = call.values.shape[-1] if call.weight is None else call.weight.shape[0]
     out = _new_output(call.values, b, nq, c_out, call.channels_first)
@@ -119,6 +126,54 @@ def gather_route(call: TokenCall) -> torch.Tensor:
         score = None if config.rho == "ones" else _selected_scores(call.queries[:, start:stop], call.keys, nb.index, config)
         y = aggregate.aggregate(gathered, score, nb.valid, call.weight, call.bias, config, call.dropout_p)
         _write_chunk(out, y, start, stop, call.channels_first)
+    return out
+
+
+def _blocked_applies(call: TokenCall) -> bool:
+    """The blocked aggregation computes the gather route's function when nothing needs autograd,
+    the kernel is the full one, no mask can leave a slot empty and no dropout draws."""
+    tensors = (call.queries, call.keys, call.values, call.weight, call.bias)
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    return not needs_grad and call.config.kernel == "full" and call.allowed is None and call.dropout_p == 0
+
+
+def _blocked_gather_route(call: TokenCall) -> torch.Tensor:
+    """The gather route's full kernel without autograd, in cache-sized blocks of one sample's
+    queries: gather their k value rows into one reused buffer ``(rows, k * C)``, weight them by
+    rho in place, one matrix product with the slot-major kernel matrix into another, add the bias,
+    write the block's output. Two preallocated buffers for the whole call: no allocation per
+    block (and nothing for the heap to fragment)."""
+    config, weight, bias = call.config, call.weight, call.bias
+    assert weight is not None
+    b, nq = call.queries.shape[:2]
+    values = call.values.contiguous()  # (B, T, C): whole rows per gathered token
+    c_in, k = values.shape[-1], call.rule.k
+    wmat = aggregate.kernel_matrix(weight)  # (k * C, C_out), slot-major rows
+    c_out = wmat.shape[1]
+    out = _new_output(values, b, nq, c_out, call.channels_first)
+    rows = max(1, GATHER_BLOCK_BYTES // (k * c_in * values.element_size()))
+    gathered = values.new_empty(rows * k, c_in)
+    y = values.new_empty(rows, c_out)
+    for start, stop, nb in _selections(call):
+        w = None
+        if config.rho != "ones":
+            score = _selected_scores(call.queries[:, start:stop], call.keys, nb.index, config)
+            w = aggregate.rho_weights(score.to(values.dtype), None, config.rho, config.rho_scale)
+        for i in range(b):
+            for r0 in range(0, stop - start, rows):
+                r1 = min(stop - start, r0 + rows)
+                n = r1 - r0
+                g = gathered[: n * k]
+                torch.index_select(values[i], 0, nb.index[i, r0:r1].reshape(-1), out=g)
+                if w is not None:
+                    g.view(n, k, c_in).mul_(w[i, r0:r1, :, None])
+                yb = torch.mm(g.view(n, k * c_in), wmat, out=y[:n])
+                if bias is not None:
+                    yb.add_(bias)
+                if call.channels_first:
+                    out[i, :, start + r0 : start + r1] = yb.t()
+                else:
+                    out[i, start + r0 : start + r1] = yb
     return out
 
 
@@ -195,6 +250,8 @@ def _selections(call: TokenCall) -> Iterator[tuple[int, int, Neighbours]]:
             stop = min(nq, start + chunk)
             yield start, stop, Neighbours(everything.index[:, start:stop], everything.score[:, start:stop], None)
         return
+    finite = bad_q is None and bad_k is None
+    topk = engine.heap_topk if finite and engine.heap_wanted(ranked.dtype, ranked.device, rule) else None
     chunk = chunk_size(b, m, call.queries.element_size(), call.budget)
     # One score buffer for every chunk: a fresh block per chunk, freed between the small tensors
     # autograd keeps, fragments the heap until the process holds gigabytes (docs/benchmarks.md).
@@ -208,7 +265,7 @@ def _selections(call: TokenCall) -> Iterator[tuple[int, int, Neighbours]]:
                 rows = None if bad_q is None else bad_q[:, start:stop]
                 s = exact_where_nonfinite(s, call.queries[:, start:stop], keys, (rows, bad_k), config, call.budget)
             part = None if allowed is None else allowed[:, start:stop]
-            nb = select.select(s, rule, slice(start, stop), allowed=part)
+            nb = select.select(s, rule, slice(start, stop), allowed=part, topk=topk)
         yield start, stop, nb
 
 

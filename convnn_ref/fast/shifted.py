@@ -109,10 +109,18 @@ def shifted_aggregate(
     return y if bias is None else y + bias[:, None]
 
 
+#: Bytes of one column block of `_blocked_products`' stacked taps: cache-sized, so the matrix
+#: product reads the block where its k slice copies left it.
+COLUMN_BLOCK_BYTES = 2**21
+
+
 def _shifted_products(xg: torch.Tensor, w: torch.Tensor, shifts: tuple[int, ...], length: int) -> torch.Tensor:
     """``out = sum_t w[..., t] @ xg[:, :, shift_t : shift_t + length]``, accumulated in place.
-    xg ``(G, C_in/G, L)``, w ``(G, C_out/G, C_in/G, k)`` -> ``(G, C_out/G, length)``."""
+    xg ``(G, C_in/G, L)``, w ``(G, C_out/G, C_in/G, k)`` -> ``(G, C_out/G, length)``. One group
+    runs blocked (`_blocked_products`)."""
     groups, _, cg_in = w.shape[:3]
+    if groups == 1:
+        return _blocked_products(xg[0], w[0], shifts, length)[None]
     out: torch.Tensor | None = None
     for t, shift in enumerate(shifts):
         xs = xg[:, :, shift : shift + length]
@@ -124,6 +132,25 @@ def _shifted_products(xg: torch.Tensor, w: torch.Tensor, shifts: tuple[int, ...]
         else:
             out = torch.bmm(wt, xs) if out is None else out.baddbmm_(wt, xs)
     assert out is not None
+    return out
+
+
+def _blocked_products(x: torch.Tensor, w: torch.Tensor, shifts: tuple[int, ...], length: int) -> torch.Tensor:
+    """`_shifted_products` for one group as one matrix product per column block: the k shifted
+    slices of a block of columns stacked into ``(k * C_in, n)`` (an im2col of the block, in one
+    reused buffer), times the tap-major weight ``(C_out, k * C_in)``, written into the output's
+    columns. x ``(C_in, L)``, w ``(C_out, C_in, k)`` -> ``(C_out, length)``."""
+    c_out, c_in, k = w.shape
+    wide = w.permute(0, 2, 1).reshape(c_out, k * c_in)  # column t*C_in + c is tap t, channel c
+    out = x.new_empty(c_out, length)
+    cols = max(64, COLUMN_BLOCK_BYTES // (k * c_in * x.element_size()))
+    buffer = x.new_empty(k * c_in * min(cols, length))
+    for start in range(0, length, cols):
+        n = min(cols, length - start)
+        stacked = buffer[: k * c_in * n].view(k, c_in, n)
+        for t, shift in enumerate(shifts):
+            stacked[t] = x[:, start + shift : start + shift + n]
+        torch.mm(wide, stacked.view(k * c_in, n), out=out[:, start : start + n])
     return out
 
 
