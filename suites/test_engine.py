@@ -95,7 +95,7 @@ def _selection(x: torch.Tensor, config: cr.ConvNNConfig, engine: str, monkeypatc
 @needs_faiss
 def test_exact_ties_go_to_the_lower_index(monkeypatch: pytest.MonkeyPatch) -> None:
     """Six one-channel tokens +-1: every cosine is +-1, ties everywhere. faiss alone returns equal
-    scores higher index first ([5, 3, 2, 0]); the engine hands such rows to the tie rule."""
+    scores in an order of its own (its knn: [5, 3, 2, 0]); the engine hands such rows to the tie rule."""
     x = torch.tensor([1.0, -1, 1, 1, -1, 1]).reshape(1, 1, 6)
     for k in (1, 2, 3, 4):
         config = cr.ConvNNConfig(k=k, basis="feature", similarity="cosine")

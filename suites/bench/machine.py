@@ -20,6 +20,9 @@ def extra_machine_info() -> dict[str, Any]:
         "torch_version": torch.__version__,
         "cuda_version": torch.version.cuda,
         "gpus": [],
+        # The feature/hybrid selection engine in force (convnn_ref/fast/engine.py) and faiss.
+        "select_engine": os.environ.get("CONVNN_SELECT_ENGINE", "") or "auto",
+        "faiss_version": _faiss_version(),
     }
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
@@ -43,6 +46,14 @@ def commit_info() -> dict[str, Any]:
     from pytest_benchmark.utils import get_commit_info
 
     return dict(get_commit_info())
+
+
+def _faiss_version() -> str | None:
+    try:
+        import faiss
+    except ImportError:
+        return None
+    return str(getattr(faiss, "__version__", "unknown"))
 
 
 def _cpu_model() -> str:

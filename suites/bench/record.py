@@ -38,7 +38,8 @@ def measure_case(
     memory-tracked call, and the verdict. Returns the row."""
     started = time.perf_counter()
     info: dict[str, Any] = dict(case.fields())
-    info.update(status="ok", message="", torch_threads=torch.get_num_threads())
+    info.update(status="ok", message="", torch_threads=torch.get_num_threads(),
+                select_engine=os.environ.get("CONVNN_SELECT_ENGINE", "") or "auto")
     stats: dict[str, Any] | None = None
     rss = measure.ProcessPeak()
     try:
