@@ -161,8 +161,7 @@ def _feature_call(
     the padded input), and the selection rule. The output is channels-first."""
     b, c = x.shape[:2]
     padded = positions.zero_pad(x, geometry.padding)
-    # Token-major and contiguous, once: norms, faiss and gathers then read whole rows.
-    tokens = padded.reshape(b, c, -1).transpose(1, 2).contiguous()
+    tokens = padded.reshape(b, c, -1).transpose(1, 2)  # a view: gathers read the input in place
     coords = None
     if config.coord_encoding != "none":  # the unpadded grid's channels, zero at padded points
         grid = positions.coordinate_channels(geometry.spatial, x.device, x.dtype)

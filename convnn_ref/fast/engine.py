@@ -62,7 +62,7 @@ import torch
 
 from convnn_ref import select
 from convnn_ref.fast.plan import chunk_size
-from convnn_ref.fast.ranking import rank_scores
+from convnn_ref.fast.ranking import rank_scores, row_norms
 from convnn_ref.select import Neighbours, SelectionRule
 
 #: The environment variable that chooses the engine, and its values.
@@ -187,10 +187,9 @@ def select_all(
     faiss = faiss_module()
     assert faiss is not None
     b, nq = queries.shape[:2]
-    q32, k32 = queries.to(torch.float32).contiguous(), ranked.to(torch.float32).contiguous()
-    knorm = k32.norm(dim=-1)  # (B, M)
-    kmax = knorm.amax(dim=-1, keepdim=True)  # (B, 1)
-    qnorm = q32.norm(dim=-1)  # (B, Nq)
+    q32, k32 = queries.to(torch.float32), ranked.to(torch.float32)  # any layout: tiles read views
+    kmax = row_norms(k32).amax(dim=-1, keepdim=True)  # (B, 1)
+    qnorm = row_norms(q32)  # (B, Nq)
     if similarity == "euclidean":
         assert stats is not None
         s32 = stats.to(torch.float32)
@@ -233,7 +232,7 @@ TILE_QUERIES, TILE_COLUMNS = 512, 1024
 
 def _search(queries: torch.Tensor, keys: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The n largest inner products of every query ``(B, Nq, D)`` with the keys ``(B, M, D)``
-    (float32, contiguous): ``(values, columns)`` ``(B, Nq, n)``, descending, equal values in any
+    (float32, any layout): ``(values, columns)`` ``(B, Nq, n)``, descending, equal values in any
     order. Tile by tile, one matrix product (PyTorch's BLAS) into a reused buffer, then faiss's
     heaps (C++, one per query) take the tile's columns in; no score block beyond one tile."""
     faiss = faiss_module()

@@ -139,21 +139,30 @@ def _blocked_applies(call: TokenCall) -> bool:
 
 def _blocked_gather_route(call: TokenCall) -> torch.Tensor:
     """The gather route's full kernel without autograd, in cache-sized blocks of one sample's
-    queries: gather their k value rows into one reused buffer ``(rows, k * C)``, weight them by
-    rho in place, one matrix product with the slot-major kernel matrix into another, add the bias,
-    write the block's output. Two preallocated buffers for the whole call: no allocation per
-    block (and nothing for the heap to fragment)."""
+    queries, with two buffers reused for the whole call (no allocation per block, nothing for the
+    heap to fragment): gather the block's k neighbours of every channel, weight them by rho in
+    place, one matrix product with the weight, bias, write the block's output.
+
+    Channels-first values (the image form's view of x) are gathered along the tokens of each
+    channel into ``(C, k, n)`` (slot-major within a channel), which is what the Conv1d-layout
+    weight ``(C_out, C * k)`` multiplies as it is, into ``(C_out, n)``: the output's own
+    columns, no copy of x and no transpose of the output. Token-major values gather whole rows
+    into ``(n, k * C)`` for the slot-major kernel matrix."""
     config, weight, bias = call.config, call.weight, call.bias
     assert weight is not None
     b, nq = call.queries.shape[:2]
-    values = call.values.contiguous()  # (B, T, C): whole rows per gathered token
-    c_in, k = values.shape[-1], call.rule.k
-    wmat = aggregate.kernel_matrix(weight)  # (k * C, C_out), slot-major rows
-    c_out = wmat.shape[1]
+    values = call.values
+    t_count, c_in = values.shape[1:]
+    k = call.rule.k
+    c_out = weight.shape[0]
+    channels_first = values.stride(1) == 1 and values.stride(2) == t_count and call.channels_first
+    if not channels_first:
+        values = values.contiguous()  # (B, T, C): whole rows per gathered token
     out = _new_output(values, b, nq, c_out, call.channels_first)
     rows = max(1, GATHER_BLOCK_BYTES // (k * c_in * values.element_size()))
-    gathered = values.new_empty(rows * k, c_in)
-    y = values.new_empty(rows, c_out)
+    gathered = values.new_empty(rows * k * c_in)
+    y = values.new_empty(rows * c_out)
+    wide = weight.reshape(c_out, c_in * k) if channels_first else aggregate.kernel_matrix(weight)
     for start, stop, nb in _selections(call):
         w = None
         if config.rho != "ones":
@@ -162,18 +171,28 @@ def _blocked_gather_route(call: TokenCall) -> torch.Tensor:
         for i in range(b):
             for r0 in range(0, stop - start, rows):
                 r1 = min(stop - start, r0 + rows)
-                n = r1 - r0
-                g = gathered[: n * k]
-                torch.index_select(values[i], 0, nb.index[i, r0:r1].reshape(-1), out=g)
+                n, lo, hi = r1 - r0, start + r0, start + r1
+                index = nb.index[i, r0:r1]  # (n, k)
+                if channels_first:
+                    g = gathered[: c_in * k * n].view(c_in, k * n)
+                    torch.index_select(values[i].t(), 1, index.t().reshape(-1), out=g)  # (C, k*n), slot-major
+                    if w is not None:
+                        g.view(c_in, k, n).mul_(w[i, r0:r1].t())
+                    block = torch.mm(wide, g.view(c_in * k, n), out=out[i, :, lo:hi])
+                    if bias is not None:
+                        block.add_(bias[:, None])
+                    continue
+                g = gathered[: n * k * c_in].view(n * k, c_in)
+                torch.index_select(values[i], 0, index.reshape(-1), out=g)
                 if w is not None:
                     g.view(n, k, c_in).mul_(w[i, r0:r1, :, None])
-                yb = torch.mm(g.view(n, k * c_in), wmat, out=y[:n])
+                yb = torch.mm(g.view(n, k * c_in), wide, out=y[: n * c_out].view(n, c_out))
                 if bias is not None:
                     yb.add_(bias)
                 if call.channels_first:
-                    out[i, :, start + r0 : start + r1] = yb.t()
+                    out[i, :, lo:hi] = yb.t()
                 else:
-                    out[i, start + r0 : start + r1] = yb
+                    out[i, lo:hi] = yb
     return out
 
 
