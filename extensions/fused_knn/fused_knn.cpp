@@ -28,38 +28,26 @@ inline bool ranks_above(T a, T b) {  // a ranks strictly before b (NaN first)
   return a > b;
 }
 
-// Candidates are scored kLanes at a time from the transposed features (D, N): each lane keeps its
-// own accumulator, summed over d in order, so the loop vectorizes without reassociating a sum.
+// Candidates are scored kLanes at a time from the transposed features: each lane keeps its own
+// accumulator, summed over d in order, so the loop vectorizes without reassociating a sum.
 constexpr int64_t kLanes = 16;
 
+// kt: the transposed features (D, stride), zero beyond the N candidates up to stride, a multiple
+// of kLanes, so every block is scored whole (one loop, no tail case); only the first `lanes` of
+// the last block are real candidates and read.
 template <typename T, bool kSquares>
-inline void score_lanes(const T* __restrict q, const T* __restrict kt, int64_t n, int64_t j0, int64_t lanes, int64_t d,
+inline void score_lanes(const T* __restrict q, const T* __restrict kt, int64_t stride, int64_t j0, int64_t d,
                         T* __restrict acc) {
   T lane[kLanes] = {};
-  if (lanes == kLanes) {
-    for (int64_t c = 0; c < d; ++c) {
-      const T qc = q[c];
-      const T* __restrict row = kt + c * n + j0;
-      for (int64_t l = 0; l < kLanes; ++l) {
-        if constexpr (kSquares) {
-          const T diff = qc - row[l];
-          lane[l] += diff * diff;
-        } else {
-          lane[l] += qc * row[l];
-        }
-      }
-    }
-  } else {
-    for (int64_t c = 0; c < d; ++c) {
-      const T qc = q[c];
-      const T* row = kt + c * n + j0;
-      for (int64_t l = 0; l < lanes; ++l) {
-        if constexpr (kSquares) {
-          const T diff = qc - row[l];
-          lane[l] += diff * diff;
-        } else {
-          lane[l] += qc * row[l];
-        }
+  for (int64_t c = 0; c < d; ++c) {
+    const T qc = q[c];
+    const T* __restrict row = kt + c * stride + j0;
+    for (int64_t l = 0; l < kLanes; ++l) {
+      if constexpr (kSquares) {
+        const T diff = qc - row[l];
+        lane[l] += diff * diff;
+      } else {
+        lane[l] += qc * row[l];
       }
     }
   }
@@ -67,23 +55,23 @@ inline void score_lanes(const T* __restrict q, const T* __restrict kt, int64_t n
 }
 
 template <typename T>
-inline void score_block(const T* q, const T* kt, int64_t n, int64_t j0, int64_t lanes, int64_t d, int similarity, T scale,
-                        T* acc) {
+inline void score_block(const T* q, const T* kt, int64_t stride, int64_t j0, int64_t lanes, int64_t d, int similarity,
+                        T scale, T* acc) {
   if (similarity == kEuclidean) {
-    score_lanes<T, true>(q, kt, n, j0, lanes, d, acc);
+    score_lanes<T, true>(q, kt, stride, j0, d, acc);
     for (int64_t l = 0; l < lanes; ++l) acc[l] = -acc[l];
     return;
   }
-  score_lanes<T, false>(q, kt, n, j0, lanes, d, acc);
+  score_lanes<T, false>(q, kt, stride, j0, d, acc);
   if (similarity == kScaledDot)
     for (int64_t l = 0; l < lanes; ++l) acc[l] *= scale;
 }
 
 template <typename T>
-void run(const T* feats, const T* featst, const T* vals, int64_t batch, int64_t n, int64_t d, int64_t k, int similarity, T scale, int rho,
-         T rho_scale, int kernel, const T* wt, const T* bias, int64_t c_out, T* out) {
-  // feats (B, N, D): the scoring features (unit tokens for cosine), featst (B, D, N) the same
-  // transposed; vals (B, N, D) the values; wt (k, D, C_out).
+void run(const T* feats, const T* featst, int64_t stride, const T* vals, int64_t batch, int64_t n, int64_t d, int64_t k,
+         int similarity, T scale, int rho, T rho_scale, int kernel, const T* wt, const T* bias, int64_t c_out, T* out) {
+  // feats (B, N, D): the scoring features (unit tokens for cosine), featst (B, D, stride) the
+  // same transposed and zero-padded; vals (B, N, D) the values; wt (k, D, C_out).
   at::parallel_for(0, batch * n, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> best(k), w(k), y(std::max<int64_t>(c_out, d)), acc(kLanes);
     std::vector<int64_t> index(k);
@@ -92,11 +80,11 @@ void run(const T* feats, const T* featst, const T* vals, int64_t batch, int64_t 
       const T* tokens = feats + b * n * d;
       const T* values = vals + b * n * d;
       const T* q = tokens + i * d;
-      const T* kt = featst + b * n * d;
+      const T* kt = featst + b * d * stride;
       int64_t filled = 0;
       for (int64_t j0 = 0; j0 < n; j0 += kLanes) {
         const int64_t lanes = std::min(kLanes, n - j0);
-        score_block(q, kt, n, j0, lanes, d, similarity, scale, acc.data());
+        score_block(q, kt, stride, j0, lanes, d, similarity, scale, acc.data());
         for (int64_t l = 0; l < lanes; ++l) {  // in index order: the canonical tie rule
           const T s = acc[l];
           if (filled == k && !ranks_above(s, best[k - 1])) continue;
@@ -168,8 +156,10 @@ torch::Tensor fused_convnn(torch::Tensor tokens, torch::Tensor values, torch::Te
   const int64_t c_out = kernel == kSum ? d : wt.size(2);
   auto out = torch::empty({batch, c_out, n}, tokens.options());
   AT_DISPATCH_FLOATING_TYPES(tokens.scalar_type(), "fused_convnn", [&] {
-    auto transposed = tokens.transpose(1, 2).contiguous();
-    run<scalar_t>(tokens.data_ptr<scalar_t>(), transposed.data_ptr<scalar_t>(), values.data_ptr<scalar_t>(), batch, n, d, k, static_cast<int>(similarity), static_cast<scalar_t>(scale),
+    const int64_t stride = (n + kLanes - 1) / kLanes * kLanes;
+    auto transposed = torch::zeros({batch, d, stride}, tokens.options());
+    transposed.narrow(2, 0, n).copy_(tokens.transpose(1, 2));
+    run<scalar_t>(tokens.data_ptr<scalar_t>(), transposed.data_ptr<scalar_t>(), stride, values.data_ptr<scalar_t>(), batch, n, d, k, static_cast<int>(similarity), static_cast<scalar_t>(scale),
                   static_cast<int>(rho), static_cast<scalar_t>(rho_scale), static_cast<int>(kernel),
                   kernel == kSum ? nullptr : wt.data_ptr<scalar_t>(), bias.numel() ? bias.data_ptr<scalar_t>() : nullptr,
                   c_out, out.data_ptr<scalar_t>());
