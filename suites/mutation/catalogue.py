@@ -229,8 +229,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "chunk-rows-of-first-chunk",
         "convnn_ref/fast/routes.py",
-        "nb = select.select(s, rule, slice(start, stop), allowed=part)",
-        "nb = select.select(s, rule, slice(0, stop - start), allowed=part)",
+        "nb = select.select(s, rule, slice(start, stop), allowed=part, topk=topk)",
+        "nb = select.select(s, rule, slice(0, stop - start), allowed=part, topk=topk)",
         "gather route: every chunk selects with the first chunk's own tokens and offsets",
     ),
     Mutant(
@@ -272,7 +272,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "rank-cosine-unnormalised-keys",
         "convnn_ref/fast/ranking.py",
-        "return scores.prepare_features(keys, similarity), None",
+        "return keys / row_norms(keys).clamp_min(_NORM_EPS)[..., None], None",
         "return keys, None",
         "cosine selection ranked by raw dot products",
     ),
