@@ -6,9 +6,8 @@ Chunk buffers of changing size, freed between the small tensors autograd keeps, 
 the heap until a 1x4x512x512 forward held 7 GiB while its saved tensors took a few MiB; the
 routes now reuse one score buffer per call, and the faiss engine keeps no score block at all.
 
-The 128x128 cases take a second or two each and run in every ``make verify``; the 256x256 case
-(the benchmark's bar, about 6 s a call: its 65536² pairs) is marked slow and runs with
-``pytest -m slow suites/bench/test_memory.py``.
+The 128x128 cases take a second or two each; the 256x256 case (the benchmark's bar, about 15 s:
+its 65536² pairs) runs too. All of them run in every ``make verify``.
 """
 
 from __future__ import annotations
@@ -57,9 +56,6 @@ def test_rss_flat_with_autograd(engine: str) -> None:
     _check(128, engine)
 
 
-@pytest.mark.slow
-def test_rss_flat_with_autograd_256(request: pytest.FixtureRequest) -> None:
+def test_rss_flat_with_autograd_256() -> None:
     """The benchmark's bar: 1x4x256x256 feature mode, default engine, growth with autograd <= 2x."""
-    if "slow" not in (request.config.option.markexpr or ""):
-        pytest.skip("about 15 s: run with -m slow")
     _check(256, "auto")
