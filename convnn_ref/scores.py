@@ -12,7 +12,8 @@ import math
 
 import torch
 
-_NORM_EPS = 1e-12
+#: Norms (and the hybrid embedding's spread) are clamped here: a zero token stays zero.
+NORM_EPS = 1e-12
 
 
 def position_scores(query: torch.Tensor, cand: torch.Tensor, metric: str, axis_unit: torch.Tensor | None = None) -> torch.Tensor:
@@ -52,7 +53,7 @@ def prepare_features(f: torch.Tensor, similarity: str) -> torch.Tensor:
     """Features as the similarity consumes them: unit vectors for cosine, unchanged otherwise.
     ``(..., N, D)`` -> ``(..., N, D)``."""
     if similarity == "cosine":
-        return f / f.norm(dim=-1, keepdim=True).clamp_min(_NORM_EPS)
+        return f / f.norm(dim=-1, keepdim=True).clamp_min(NORM_EPS)
     return f
 
 
@@ -92,6 +93,6 @@ def hybrid_embedding(f: torch.Tensor, coords: torch.Tensor, lam: float) -> torch
     """``concat(lam * f / std(f), (1 - lam) * coords)``, std (Bessel-corrected; 0 for a single
     value) over all tokens and channels of each sample, clamped at 1e-12. f ``(B, N, C)``, coords ``(N, d)`` -> ``(B, N, C + d)``."""
     flat = f.flatten(1)
-    std = flat.std(dim=1, correction=1 if flat.shape[1] > 1 else 0).clamp_min(_NORM_EPS)[:, None, None]
+    std = flat.std(dim=1, correction=1 if flat.shape[1] > 1 else 0).clamp_min(NORM_EPS)[:, None, None]
     c = coords.to(f.dtype).expand(f.shape[0], -1, -1)
     return torch.cat([lam * f / std, (1.0 - lam) * c], dim=-1)

@@ -16,13 +16,11 @@ def rank_keys(keys: torch.Tensor, similarity: str) -> tuple[torch.Tensor, torch.
     if similarity == "cosine":
         # scores.prepare_features' unit vectors, with the norms summed batch by batch: on the
         # channels-first view the image routes pass, torch's norm is ~10x slower than this.
-        return keys / row_norms(keys).clamp_min(_NORM_EPS)[..., None], None
+        return keys / row_norms(keys).clamp_min(scores.NORM_EPS)[..., None], None
     if similarity == "euclidean":
         return keys, keys.square().sum(-1)
     return keys, None
 
-
-_NORM_EPS = 1e-12
 
 
 def row_norms(t: torch.Tensor) -> torch.Tensor:

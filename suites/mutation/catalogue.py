@@ -122,9 +122,9 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "cosine-eps-too-large",
         "convnn_ref/scores.py",
-        "return f / f.norm(dim=-1, keepdim=True).clamp_min(_NORM_EPS)",
-        "return f / f.norm(dim=-1, keepdim=True).clamp_min(1e-3)",
-        "cosine's norm clamp sized for half precision (1e-3): small tokens stop being unit vectors",
+        "NORM_EPS = 1e-12",
+        "NORM_EPS = 1e-3",
+        "the norm clamp sized for half precision (1e-3): small tokens stop being unit vectors",
     ),
     Mutant(
         "euclidean-expansion-sign",
@@ -272,7 +272,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "rank-cosine-unnormalised-keys",
         "convnn_ref/fast/ranking.py",
-        "return keys / row_norms(keys).clamp_min(_NORM_EPS)[..., None], None",
+        "return keys / row_norms(keys).clamp_min(scores.NORM_EPS)[..., None], None",
         "return keys, None",
         "cosine selection ranked by raw dot products",
     ),
