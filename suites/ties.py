@@ -124,7 +124,7 @@ def image_score_gain(x: torch.Tensor, config: ConvNNConfig, *, generator: torch.
     if config.similarity == "cosine":
         return config.rho_scale
     z = scoring_features(x64, config, generator=_fresh(generator))
-    size = float(z.square().sum(-1).max()) if z.numel() else 0.0
+    size = tolerance.finite_max(z.square().sum(-1))
     if config.similarity == "euclidean":
         return config.rho_scale * 2.0 * size
     scale = 1.0 if config.similarity == "dot" else config.scale or 1.0 / math.sqrt(max(z.shape[-1], 1))
