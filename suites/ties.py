@@ -131,6 +131,15 @@ def image_score_gain(x: torch.Tensor, config: ConvNNConfig, *, generator: torch.
     return config.rho_scale * scale * size
 
 
+def attention_score_gain(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None) -> float:
+    """`image_score_gain` of attention's softmax backward: a score's gradient ``p_j (dO.v_j - sum_i
+    p_i dO.v_i)`` cancels at the size of ``|dO| |v|`` (unit cotangents) and then meets a key or a
+    query, so gradients round at ``scale * m^2``, m the largest row norm of q, k and v (``scale``
+    None: ``1/sqrt(D)``)."""
+    m = max(tolerance.finite_max(t.detach().to("cpu", F64).norm(dim=-1)) for t in (q, k, v))
+    return (1.0 / math.sqrt(max(q.shape[-1], 1)) if scale is None else scale) * m * m
+
+
 def attention_ambiguity(
     q: torch.Tensor,
     k: torch.Tensor,

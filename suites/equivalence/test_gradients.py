@@ -30,7 +30,7 @@ from suites.equivalence._common import (
 from suites.equivalence.test_convolution import conv_shapes
 from suites.implementations import Implementation
 from suites.strategies import AttentionCase, ConvCase, GeneralCase, attention_cases, conv_cases, general_cases
-from suites.ties import image_ambiguity
+from suites.ties import attention_score_gain, image_ambiguity
 
 #: Which inputs take a gradient: all of them, or all but the first (the input of a first layer).
 GRAD_INPUTS = st.booleans()
@@ -96,7 +96,7 @@ def _sdpa_grads(
     _, perturbed_g = with_grads(ref, tolerance.perturb(t, case.seed), case.seed, dtype)  # type: ignore[arg-type]
     tolerance.check_gradients(
         prop, cand_g, base_g, gold_g, dtype=dtype, reductions=case.gradient_reductions, case=case, device=device,
-        perturbed=perturbed_g,
+        perturbed=perturbed_g, score_gain=attention_score_gain(t["q"], t["k"], t["v"], case.scale),
     )
 
 
