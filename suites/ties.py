@@ -127,7 +127,7 @@ def image_score_gain(x: torch.Tensor, config: ConvNNConfig, *, generator: torch.
     size = tolerance.finite_max(z.square().sum(-1))
     if config.similarity == "euclidean":
         return config.rho_scale * 2.0 * size
-    scale = 1.0 if config.similarity == "dot" else config.scale or 1.0 / math.sqrt(max(z.shape[-1], 1))
+    scale = 1.0 if config.similarity == "dot" else _scale(config.scale, z.shape[-1])
     return config.rho_scale * scale * size
 
 
@@ -137,7 +137,12 @@ def attention_score_gain(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scal
     query, so gradients round at ``scale * m^2``, m the largest row norm of q, k and v (``scale``
     None: ``1/sqrt(D)``)."""
     m = max(tolerance.finite_max(t.detach().to("cpu", F64).norm(dim=-1)) for t in (q, k, v))
-    return (1.0 / math.sqrt(max(q.shape[-1], 1)) if scale is None else scale) * m * m
+    return _scale(scale, q.shape[-1]) * m * m
+
+
+def _scale(scale: float | None, dim: int) -> float:
+    """A scaled dot product's scale: ``scale``, or SDPA's default ``1/sqrt(dim)``."""
+    return 1.0 / math.sqrt(max(dim, 1)) if scale is None else scale
 
 
 def attention_ambiguity(
