@@ -333,4 +333,19 @@ MUTANTS: tuple[Mutant, ...] = (
         "the sum kernel switches to the dense route only at k >= M/2",
         equivalent="the routes compute the same function; only which one runs changes",
     ),
+    # ------------------------------------------------------------------ the selection engine
+    Mutant(
+        "engine-gap-unchecked",
+        "convnn_ref/fast/engine.py",
+        "ambiguous = ~(vals64[..., r - 1] - vals64[..., r] > 2 * delta)",
+        "ambiguous = vals64[..., r - 1] != vals64[..., r - 1]",
+        "fused search: the k-th/(k+1)-th gap never checked, so faiss's order decides exact ties",
+    ),
+    Mutant(
+        "engine-close-slots-not-reordered",
+        "convnn_ref/fast/engine.py",
+        "if bool(reorder.any()):",
+        "if False:",
+        "fused search: selected slots closer than float32 rounding keep the heaps' order",
+    ),
 )

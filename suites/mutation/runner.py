@@ -26,8 +26,9 @@ from suites.mutation.catalogue import MUTANTS, Mutant
 
 ROOT = Path(__file__).resolve().parents[2]
 #: What runs against every mutant: the whole equivalence suite, the broadest and quickest files
-#: first (with ``-x`` a mutant dies at its first failing property).
-DEFAULT_TESTS = tuple(
+#: first (with ``-x`` a mutant dies at its first failing property), then the same properties with
+#: the selection engine forced (the equivalence inputs are too small for its fused search).
+_EQUIVALENCE_FILES = tuple(
     f"suites/equivalence/{name}.py"
     for name in (
         "test_oracle",
@@ -45,6 +46,7 @@ DEFAULT_TESTS = tuple(
         "test_torch_claims",
     )
 )
+DEFAULT_TESTS = (*_EQUIVALENCE_FILES, "suites/test_engine.py")
 
 
 @dataclass
