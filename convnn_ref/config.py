@@ -13,6 +13,7 @@ import dataclasses
 import math
 import numbers
 import operator
+import warnings
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -230,6 +231,7 @@ class ConvNNConfig:
                 raise ValueError(f"self_slot='forced' needs stride 1 (every token a query), got stride={self.stride!r}")
             if has_padding and self.basis == "position":
                 raise ValueError("self_slot='forced' admits no padding in the position basis (a query may sit on a padded point)")
+        refuse_inert_knobs(self)
 
     def _set(self, name: str, value: object) -> None:
         object.__setattr__(self, name, value)
@@ -244,11 +246,58 @@ class ConvNNConfig:
         return self.kernel != "sum"
 
 
+def refuse_inert_knobs(config: ConvNNConfig) -> None:
+    """A knob set away from its default where it computes nothing is refused, naming the knob,
+    the setting that makes it inert and why (docs/semantics.md, "Inert knobs"); ``border=
+    'in_bounds'``, which only declares that there is no padding, is warned about instead."""
+    basis = config.basis
+    scored_by = f"basis={basis!r} scores features by similarity, not positions"
+    inert: list[tuple[bool, str, str]] = [
+        (config.metric != "chebyshev" and basis != "position", f"metric={config.metric!r}", scored_by),
+        (config.coordinates != "integer" and basis == "feature", f"coordinates={config.coordinates!r}",
+         "basis='feature' scores no coordinates (only the position and hybrid bases do)"),
+        (config.kernel_size is not None and basis != "position", f"kernel_size={config.kernel_size!r}",
+         f"basis={basis!r} has no window: its queries are the real tokens and every candidate is scored"),
+        (not config.kernel_scaled and (basis != "position" or config.kernel_size is None), "kernel_scaled=False",
+         "it divides position differences by the window (basis='position' with kernel_size set)"),
+        (config.similarity != "cosine" and basis == "position", f"similarity={config.similarity!r}",
+         "basis='position' scores positions by metric, not features by similarity"),
+        (config.scale is not None and config.similarity != "scaled_dot", f"scale={config.scale!r}",
+         f"only similarity='scaled_dot' has a scale, got similarity={config.similarity!r}"),
+        (config.hybrid_lambda != 0.5 and basis != "hybrid", f"hybrid_lambda={config.hybrid_lambda!r}",
+         f"only basis='hybrid' mixes features and coordinates, got basis={basis!r}"),
+        (config.grid_margin != 0 and config.candidates != "grid", f"grid_margin={config.grid_margin!r}",
+         f"only candidates='grid' has a margin, got candidates={config.candidates!r}"),
+        (config.grid_rounding != "round" and config.candidates != "grid", f"grid_rounding={config.grid_rounding!r}",
+         f"only candidates='grid' rounds a grid, got candidates={config.candidates!r}"),
+        (config.rho_scale != 1.0 and config.rho != "softmax", f"rho_scale={config.rho_scale!r}",
+         f"only rho='softmax' scales its scores, got rho={config.rho!r}"),
+        (config.coord_encoding in ("score", "both") and basis == "position", f"coord_encoding={config.coord_encoding!r}",
+         "basis='position' scores no features, so coordinate channels cannot enter its scores; use 'aggregate'"),
+    ]
+    for is_inert, knob, why in inert:
+        if is_inert:
+            raise ValueError(f"{knob} has no effect here and is refused: {why}")
+    if config.border == "in_bounds":
+        warnings.warn(
+            "border='in_bounds' has no effect on the output: it only refuses padding, and without padding "
+            "every candidate is a real token under either border",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
 def check_int(value: object, name: str, *, minimum: int | None = None) -> int:
-    """``value`` as a plain int: anything ``operator.index`` takes (numpy integers too), not a
-    bool. Raises TypeError / ValueError naming ``name`` and the constraint."""
+    """``value`` as a plain int: anything ``operator.index`` takes (numpy integers, 0-d integer
+    arrays and tensors too), not a bool, nor an array or tensor with a shape or a bool dtype.
+    Raises TypeError / ValueError naming ``name`` and the constraint."""
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int, got bool {value!r}")
+    shape = getattr(value, "shape", None)
+    if shape is not None and tuple(shape) != ():
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} of shape {tuple(shape)} (pass a plain int)")
+    if "bool" in str(getattr(value, "dtype", "")):
+        raise TypeError(f"{name} must be an int, got a bool {type(value).__name__} {value!r}")
     try:
         number = operator.index(value)  # type: ignore[arg-type]
     except TypeError:

@@ -17,22 +17,28 @@ independently of all of this; the suite holds the two equal.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from convnn_ref import positions, scores, select
 from convnn_ref.candidates import candidate_subset
 from convnn_ref.config import ConvNNConfig
-from convnn_ref.fast import routes
+from convnn_ref.fast import engine, routes
 from convnn_ref.fast.plan import TokenCall, default_memory_budget
 from convnn_ref.fast.table_cache import position_plan
 from convnn_ref.positions import Geometry
 from convnn_ref.select import Neighbours
+from convnn_ref.table import compute_position_table
 from convnn_ref.validation import (
+    check_candidate_index,
     check_config,
+    check_feature_padding,
     check_generator,
     check_mask,
     check_memory_budget,
     check_probability,
+    check_sequence_knobs,
     check_tensor,
     check_weight,
 )
@@ -60,13 +66,16 @@ def convnn(
     ``memory_budget``: bytes of score blocks per query chunk (None: the device's default).
     """
     check_config(config)
+    engine.setting()  # an unknown CONVNN_SELECT_ENGINE is an error on every route
     x = check_tensor(x, "x", (3, 4, 5), "(B, C, *S) with 1 to 3 spatial axes")
     check_generator(generator)
     budget = check_memory_budget(memory_budget) or default_memory_budget(x.device)
-    geometry = positions.resolve_geometry(config, tuple(x.shape[2:]))
+    geometry = _image_geometry(config, x)
     b, dtype = x.shape[0], x.dtype
     aggregated_coords = geometry.ndim if config.coord_encoding in ("aggregate", "both") else 0
-    check_weight(weight, bias, x.shape[1] + aggregated_coords, config, x)
+    c_out = check_weight(weight, bias, x.shape[1] + aggregated_coords, config, x)
+    if x.device.type == "meta":  # shapes only, as torch's meta kernels: nothing is scored or selected
+        return x.new_empty(b, c_out, *geometry.out)
     if config.basis == "position":
         x = _with_coordinates(x, config, geometry)
         plan = position_plan(geometry, config, x.device, candidate_subset(config, geometry.spatial, x.device, generator))
@@ -89,10 +98,12 @@ def neighbours(
     """Steps 1 and 2 alone, for image-like x ``(B, C, *S)``: the selected neighbours of every
     query. Index values point into the padded grid's tokens (row-major)."""
     check_config(config)
+    engine.setting()  # an unknown CONVNN_SELECT_ENGINE is an error on every route
     x = check_tensor(x, "x", (3, 4, 5), "(B, C, *S) with 1 to 3 spatial axes")
     check_generator(generator)
     budget = check_memory_budget(memory_budget) or default_memory_budget(x.device)
-    geometry = positions.resolve_geometry(config, tuple(x.shape[2:]))
+    _refuse_meta(x, "x", "neighbours")
+    geometry = _image_geometry(config, x)
     if config.basis == "position":
         plan = position_plan(geometry, config, x.device, candidate_subset(config, geometry.spatial, x.device, generator))
         return Neighbours(plan.index, plan.score.to(x.dtype), None)
@@ -106,10 +117,11 @@ def scoring_features(x: torch.Tensor, config: ConvNNConfig, *, generator: torch.
     every token of the padded grid ``(B, N_padded, D)``, coordinate channels and the hybrid
     embedding included (before cosine's normalisation), in x's dtype."""
     check_config(config)
+    engine.setting()  # an unknown CONVNN_SELECT_ENGINE is an error on every route
     x = check_tensor(x, "x", (3, 4, 5), "(B, C, *S) with 1 to 3 spatial axes")
     if config.basis == "position":
         raise ValueError("scoring_features needs basis='feature' or 'hybrid', got basis='position'")
-    geometry = positions.resolve_geometry(config, tuple(x.shape[2:]))
+    geometry = _image_geometry(config, x)
     budget = default_memory_budget(x.device)
     return _feature_call(x, config, geometry, generator, budget).keys
 
@@ -132,10 +144,25 @@ def position_table(
         raise TypeError(f"geometry must be a Geometry (from resolve_geometry), got {type(geometry).__name__}")
     if config.basis != "position":
         raise ValueError(f"position_table needs basis='position', got basis={config.basis!r}")
-    if cand_index is not None and (not isinstance(cand_index, torch.Tensor) or cand_index.dtype != torch.int64 or cand_index.dim() != 1):
-        raise TypeError("cand_index must be None or a 1-d int64 tensor of token indices into the padded grid")
-    plan = position_plan(geometry, config, torch.device(device), cand_index)
+    cand_index = check_candidate_index(cand_index, math.prod(geometry.padded))
+    device = torch.device(device)
+    if cand_index is not None:  # the caller's own subset: computed for it, never cached
+        return compute_position_table(geometry, config, device, cand_index.to(device))
+    plan = position_plan(geometry, config, device, candidate_subset(config, geometry.spatial, device, None))
     return plan.index, plan.score
+
+
+def _refuse_meta(x: torch.Tensor, name: str, what: str) -> None:
+    """The meta device holds shapes, not values: selections cannot be made there."""
+    if x.device.type == "meta":
+        raise NotImplementedError(f"{name} is on the meta device: {what} select by the values, which a meta tensor does not hold")
+
+
+def _image_geometry(config: ConvNNConfig, x: torch.Tensor) -> Geometry:
+    """The geometry of ``config`` for x ``(B, C, *S)``, its padding bounded by the input."""
+    geometry = positions.resolve_geometry(config, tuple(x.shape[2:]))
+    check_feature_padding(config, geometry.spatial, geometry.padding)
+    return geometry
 
 
 def _with_coordinates(x: torch.Tensor, config: ConvNNConfig, geometry: Geometry) -> torch.Tensor:
@@ -247,11 +274,13 @@ def _attention_call(
     """Validate the sequence form's arguments; prepare its `TokenCall` (step 2's rule included)."""
     dropout_p = check_probability(dropout_p, "dropout_p")
     check_config(config)
+    engine.setting()  # an unknown CONVNN_SELECT_ENGINE is an error on every route
     q = check_tensor(q, "q", (3,), "(B, Nq, D)", allow_empty=True)
     k = check_tensor(k, "k", (3,), "(B, Nk, D)", allow_empty=True)
     v = check_tensor(v, "v", (3,), "(B, Nk, Dv)", allow_empty=True)
     check_generator(generator)
     budget = check_memory_budget(memory_budget) or default_memory_budget(q.device)
+    _refuse_meta(q, "q", "convnn_attention and attention_neighbours")
     for name, t in (("k", k), ("v", v)):
         if t.device != q.device:
             raise ValueError(f"{name} is on {t.device} but q is on {q.device}; move them to one device")
@@ -269,6 +298,7 @@ def _attention_call(
         raise ValueError(f"q and v must have at least one feature (D >= 1, Dv >= 1), got D={q.shape[2]}, Dv={v.shape[2]}")
     if config.basis != "feature":
         raise NotImplementedError(f"convnn_attention scores features only; got basis={config.basis!r}")
+    check_sequence_knobs(config)
     if config.self_slot == "forced" and q.shape[1] != k.shape[1]:
         raise ValueError(f"self_slot='forced' needs as many queries as keys, got Nq={q.shape[1]}, Nk={k.shape[1]}")
     allowed = check_mask(allowed, "allowed", (q.shape[0], q.shape[1], k.shape[1]), q.device)

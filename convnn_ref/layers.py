@@ -14,7 +14,7 @@ from torch import nn
 
 from convnn_ref import functional, positions
 from convnn_ref.config import ConvNNConfig, check_bool, check_int, check_real, padding_per_axis
-from convnn_ref.validation import as_allowed, check_config, check_memory_budget, check_probability
+from convnn_ref.validation import as_allowed, check_config, check_factory_dtype, check_memory_budget, check_probability
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -57,6 +57,7 @@ class _ConvNNNd(nn.Module):
         if padding_mode not in _PADDING_MODES:
             raise ValueError(f"padding_mode={padding_mode!r} is not one of {_PADDING_MODES}")
         check_memory_budget(memory_budget)
+        check_factory_dtype(dtype)
         d = self.spatial_dims
         c_in = in_channels + (d if config.coord_encoding in ("aggregate", "both") else 0)
         if config.kernel == "sum":
@@ -70,6 +71,11 @@ class _ConvNNNd(nn.Module):
         self.pre_padding: tuple[int, ...] = ()
         if padding_mode != "zeros":
             pairs = padding_per_axis(config.padding, d)
+            if not any(lo or hi for lo, hi in pairs):
+                raise ValueError(
+                    f"padding_mode={padding_mode!r} has no effect here and is refused: the config has no padding "
+                    f"(padding={config.padding!r}); use padding_mode='zeros'"
+                )
             if config.basis != "position" and any(lo or hi for lo, hi in pairs):
                 raise NotImplementedError(
                     f"padding_mode={padding_mode!r} with basis={config.basis!r} is not supported: the feature and "
@@ -204,6 +210,7 @@ class ConvNNAttention(nn.Module):
         kdim = None if kdim is None else check_int(kdim, "kdim", minimum=1)
         vdim = None if vdim is None else check_int(vdim, "vdim", minimum=1)
         check_memory_budget(memory_budget)
+        check_factory_dtype(dtype)
         self.embed_dim = embed_dim
         self.num_heads = num_heads
         self.head_dim = embed_dim // num_heads

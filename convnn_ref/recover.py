@@ -23,9 +23,10 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
 
 from convnn_ref import functional
-from convnn_ref.config import ConvNNConfig, check_bool, check_int, per_axis
+from convnn_ref.config import ConvNNConfig, check_bool, check_int, padding_per_axis, per_axis
 from convnn_ref.layers import ConvNNAttention, _ConvNNNd, convnn_layer
 from convnn_ref.validation import as_allowed, check_probability
 
@@ -111,6 +112,11 @@ def from_conv(conv: nn.Conv1d | nn.Conv2d | nn.Conv3d, *, convention: Convention
     """
     if not isinstance(conv, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
         raise TypeError(f"conv must be nn.Conv1d, nn.Conv2d or nn.Conv3d, got {type(conv).__name__}")
+    if isinstance(conv, LazyModuleMixin) and conv.has_uninitialized_params():
+        raise ValueError(
+            f"conv is an uninitialized {type(conv).__name__}: its in_channels and weight are not known until its first "
+            "forward; run one input through it first"
+        )
     d = len(conv.kernel_size)
     config = conv_config(
         tuple(conv.kernel_size),
@@ -122,12 +128,13 @@ def from_conv(conv: nn.Conv1d | nn.Conv2d | nn.Conv3d, *, convention: Convention
         convention=convention,
     )
     w = conv.weight
+    padded = any(lo or hi for lo, hi in padding_per_axis(config.padding, d))
     layer = convnn_layer(d)(
         conv.in_channels,
         conv.out_channels,
         config,
         bias=conv.bias is not None,
-        padding_mode=conv.padding_mode,
+        padding_mode=conv.padding_mode if padded else "zeros",  # without padding every mode is 'zeros'
         device=w.device,
         dtype=w.dtype,
     )

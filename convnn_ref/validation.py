@@ -18,6 +18,23 @@ def check_config(config: object) -> ConvNNConfig:
     return config
 
 
+def check_sequence_knobs(config: ConvNNConfig) -> None:
+    """The sequence form (queries, keys, values) has no grid: the image-only knobs are refused by
+    name rather than ignored (docs/semantics.md, "Inert knobs")."""
+    image_only = {"coord_encoding": (config.coord_encoding, {"none"}), "stride": (config.stride, {1}), "padding": (config.padding, {0})}
+    for name, (value, default) in image_only.items():
+        if set(_flatten(value)) != default:
+            raise ValueError(
+                f"{name}={value!r} has no effect here and is refused: the sequence form (queries, keys, values) "
+                f"has no grid; {name} applies to image input (convnn, the ConvNN layers)"
+            )
+
+
+def _flatten(value: object) -> list[object]:
+    """The leaves of nested tuples (an int or a string is its own leaf)."""
+    return [leaf for v in value for leaf in _flatten(v)] if isinstance(value, tuple) else [value]
+
+
 def check_memory_budget(memory_budget: object) -> int | None:
     """None (the device's default) or a positive int number of bytes."""
     if memory_budget is None:
@@ -112,10 +129,49 @@ def check_mask(mask: torch.Tensor | None, name: str, shape: tuple[int, ...], dev
     if mask.device != device:
         raise ValueError(f"{name} is on {mask.device} but the queries are on {device}")
     try:
-        torch.broadcast_shapes(tuple(mask.shape), shape)
+        broadcast = torch.broadcast_shapes(tuple(mask.shape), shape)
     except RuntimeError:
         raise ValueError(f"{name} of shape {tuple(mask.shape)} does not broadcast to {shape}") from None
+    if mask.dim() > len(shape) or tuple(broadcast) != tuple(shape):
+        raise ValueError(f"{name} of shape {tuple(mask.shape)} does not broadcast to {shape}: it has more dimensions or larger sizes")
     return mask
+
+
+def check_feature_padding(config: ConvNNConfig, spatial: tuple[int, ...], padding: tuple[tuple[int, int], ...]) -> None:
+    """Feature and hybrid bases: no side of an axis is padded by more points than the axis has
+    (``padding`` ``(lo, hi)`` per axis, as resolved for an input of shape ``spatial``). Padded
+    points are extra candidates with zero features; more of them than the map has points only
+    adds copies of the zero token (docs/semantics.md, "Padding in the feature and hybrid bases")."""
+    if config.basis == "position":
+        return
+    for axis, (size, (lo, hi)) in enumerate(zip(spatial, padding)):
+        if max(lo, hi) > size:
+            raise ValueError(
+                f"padding={config.padding!r} pads axis {axis} by {max(lo, hi)} points, more than its {size} "
+                f"points (basis={config.basis!r}: padding must be <= the input's size on every axis, spatial={spatial})"
+            )
+
+
+def check_candidate_index(cand_index: object, tokens: int) -> torch.Tensor | None:
+    """None or a 1-d int64 tensor of distinct token indices in ``[0, tokens)`` (the padded grid)."""
+    if cand_index is None:
+        return None
+    if not isinstance(cand_index, torch.Tensor) or cand_index.dtype != torch.int64 or cand_index.dim() != 1:
+        raise TypeError("cand_index must be None or a 1-d int64 tensor of token indices into the padded grid")
+    if cand_index.numel() == 0:
+        raise ValueError("cand_index must hold at least one token index, got an empty tensor")
+    low, high = int(cand_index.min()), int(cand_index.max())
+    if low < 0 or high >= tokens:
+        raise ValueError(f"cand_index must lie in [0, {tokens}) (the padded grid's tokens), got values from {low} to {high}")
+    if int(torch.unique(cand_index).numel()) != cand_index.numel():
+        raise ValueError("cand_index must hold distinct token indices, got repeats")
+    return cand_index
+
+
+def check_factory_dtype(dtype: object) -> None:
+    """A layer's ``dtype``: None or a floating dtype the reference computes in."""
+    if dtype is not None and dtype not in _FLOATS:
+        raise TypeError(f"dtype must be None or a floating dtype (float64/32/16, bfloat16), got dtype={dtype!r}")
 
 
 def as_allowed(mask: object, name: str, *, true_means: str) -> torch.Tensor:
