@@ -20,6 +20,7 @@ def rho_weights(scores: torch.Tensor, valid: torch.Tensor | None, rho: str, rho_
     ones: 1 on valid slots; softmax: ``softmax(rho_scale * s)`` over the valid slots (a row
     with none valid is all zero); scores: the raw scores on valid slots. Returns ``(..., k)``.
     """
+    _check_rho_scale(rho, rho_scale)
     if rho == "ones":
         w = torch.ones_like(scores)
         return w if valid is None else w * valid
@@ -33,6 +34,11 @@ def rho_weights(scores: torch.Tensor, valid: torch.Tensor | None, rho: str, rho_
         w = torch.softmax(logits, dim=-1)
         return w.masked_fill(~valid.any(dim=-1, keepdim=True), 0.0)
     raise ValueError(f"rho={rho!r} is not one of ('ones', 'softmax', 'scores')")
+
+
+def _check_rho_scale(rho: str, rho_scale: float) -> None:
+    if rho_scale != 1.0 and rho != "softmax":
+        raise ValueError(f"rho_scale={rho_scale!r} has no effect here and is refused: only rho='softmax' scales its scores, got rho={rho!r}")
 
 
 def gather_neighbours(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -89,6 +95,8 @@ def apply_kernel(neighbours: torch.Tensor, weight: torch.Tensor | None, bias: to
     sum: weight None, ``C_out = C_in``. Returns ``(B, Nq, C_out)``.
     """
     b, nq, k, c_in = neighbours.shape
+    if kernel == "sum" and groups != 1:
+        raise ValueError(f"groups={groups} has no effect here and is refused: kernel='sum' has no weight to group")
     if kernel == "sum":
         y = neighbours.sum(dim=2)
     elif groups == 1:

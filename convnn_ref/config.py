@@ -251,11 +251,15 @@ def refuse_inert_knobs(config: ConvNNConfig) -> None:
     the setting that makes it inert and why (docs/semantics.md, "Inert knobs"); ``border=
     'in_bounds'``, which only declares that there is no padding, is warned about instead."""
     basis = config.basis
+    odd_window = all(k % 2 for k in _as_tuple(1 if config.kernel_size is None else config.kernel_size, "kernel_size"))
     scored_by = f"basis={basis!r} scores features by similarity, not positions"
     inert: list[tuple[bool, str, str]] = [
         (config.metric != "chebyshev" and basis != "position", f"metric={config.metric!r}", scored_by),
         (config.coordinates != "integer" and basis == "feature", f"coordinates={config.coordinates!r}",
          "basis='feature' scores no coordinates (only the position and hybrid bases do)"),
+        (config.coordinates != "integer" and basis == "position" and config.kernel_size is not None and config.kernel_scaled,
+         f"coordinates={config.coordinates!r}", "kernel_scaled=True measures position differences in window units, "
+         "whatever the coordinates (set kernel_scaled=False to score normalized coordinates)"),
         (config.kernel_size is not None and basis != "position", f"kernel_size={config.kernel_size!r}",
          f"basis={basis!r} has no window: its queries are the real tokens and every candidate is scored"),
         (not config.kernel_scaled and (basis != "position" or config.kernel_size is None), "kernel_scaled=False",
@@ -274,6 +278,9 @@ def refuse_inert_knobs(config: ConvNNConfig) -> None:
          f"only rho='softmax' scales its scores, got rho={config.rho!r}"),
         (config.coord_encoding in ("score", "both") and basis == "position", f"coord_encoding={config.coord_encoding!r}",
          "basis='position' scores no features, so coordinate channels cannot enter its scores; use 'aggregate'"),
+        (config.self_slot == "forced" and basis == "position" and config.candidates == "all" and odd_window,
+         "self_slot='forced'", "with basis='position', candidates='all' and an odd window (kernel_size, 1 when None) "
+         "the query's own token is its unique nearest candidate and takes slot 0 anyway"),
     ]
     for is_inert, knob, why in inert:
         if is_inert:

@@ -252,7 +252,7 @@ def attention_neighbours(
     memory_budget: int | None = None,
 ) -> Neighbours:
     """Steps 1 and 2 of `convnn_attention`: index ``(B, Nq, k)`` into the keys."""
-    call = _attention_call(q, k, k, config, allowed, generator, memory_budget)
+    call = _attention_call(q, k, k, config, allowed, generator, memory_budget, with_weight=False)
     if call.queries.shape[0] == 0 or call.queries.shape[1] == 0:
         index = torch.zeros(*call.queries.shape[:2], call.rule.k, dtype=torch.int64, device=q.device)
         return Neighbours(index, call.queries.new_zeros(index.shape), None)
@@ -270,8 +270,11 @@ def _attention_call(
     weight: torch.Tensor | None = None,
     bias: torch.Tensor | None = None,
     dropout_p: float = 0.0,
+    *,
+    with_weight: bool = True,
 ) -> TokenCall:
-    """Validate the sequence form's arguments; prepare its `TokenCall` (step 2's rule included)."""
+    """Validate the sequence form's arguments; prepare its `TokenCall` (step 2's rule included).
+    ``with_weight=False``: steps 1 and 2 alone (`attention_neighbours`), no weight to check."""
     dropout_p = check_probability(dropout_p, "dropout_p")
     check_config(config)
     engine.setting()  # an unknown CONVNN_SELECT_ENGINE is an error on every route
@@ -305,7 +308,8 @@ def _attention_call(
     if allowed is not None:
         while allowed.dim() < 3:
             allowed = allowed[None]
-    check_weight(weight, bias, v.shape[-1], config, q)
+    if with_weight:
+        check_weight(weight, bias, v.shape[-1], config, q)
     own = torch.arange(q.shape[1], device=q.device) if config.self_slot == "forced" else None
     candidates = candidate_subset(config, (k.shape[1],), q.device, generator)
     rule = select.selection_rule(config, k.shape[1], candidates=candidates, own=own)

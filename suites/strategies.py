@@ -475,6 +475,8 @@ def general_cases(
     kw: dict[str, object] = {"basis": basis, "candidates": cand}
     stride = tuple(draw(st.integers(1, 2)) if _flag("stride") else 1 for _ in range(d))
     self_slot = _choose(draw, self_slots, "self_slots")
+    if basis == "position" and cand == "all":  # the own token is the nearest anyway: forced is refused there
+        self_slot = "candidate"
     if self_slot == "forced":
         stride = (1,) * d
     kw["stride"] = stride
@@ -483,7 +485,7 @@ def general_cases(
     kernel = (1,) * d
     if basis == "position":
         kw["metric"] = _choose(draw, ("chebyshev", "euclidean"), "metrics")
-        kw["coordinates"] = _choose(draw, ("integer", "normalized"), "coordinates")
+        coordinates = _choose(draw, ("integer", "normalized"), "coordinates")
         if draw(st.booleans()):
             kernel = tuple(
                 draw(st.integers(1, min(3, s)) if self_slot == "candidate" else st.sampled_from((1, 3)))
@@ -493,6 +495,8 @@ def general_cases(
                 kernel = tuple(min(k, s if s % 2 else s - 1) for k, s in zip(kernel, spatial))
             kw["kernel_size"] = kernel
             kw["kernel_scaled"] = draw(st.booleans())
+        # a scaled window measures in window units whatever the coordinates: refused there
+        kw["coordinates"] = coordinates if kw.get("kernel_scaled") is False or "kernel_size" not in kw else "integer"
         if cand == "all" and self_slot == "candidate":
             dilation = tuple(draw(st.integers(1, 2)) if _flag("dilation") else 1 for _ in range(d))
             pad = st.integers(0, 1) if _flag("padding") else st.just(0)
@@ -505,7 +509,8 @@ def general_cases(
         kw["coord_encoding"] = _choose(draw, ("none", "aggregate"), "coord_encodings")  # scoring ignores coordinates here
     else:
         kw["similarity"] = _choose(draw, ("cosine", "euclidean", "dot", "scaled_dot"), "similarities")
-        kw["scale"] = draw(st.none() | st.floats(0.1, 2.0))
+        if kw["similarity"] == "scaled_dot":  # the only similarity with a scale (others refuse one)
+            kw["scale"] = draw(st.none() | st.floats(0.1, 2.0))
         if basis == "hybrid":
             kw["coordinates"] = _choose(draw, ("integer", "normalized"), "coordinates")
             # lambda = 0 scores coordinates alone, full of geometric ties; they stay exact ties
@@ -546,7 +551,8 @@ def general_cases(
     k = draw(st.integers(1, max(1, min(available, 9))) | st.just(available))
     kw["k"] = k
     kw["rho"] = _choose(draw, ("ones", "softmax", "scores"), "rhos")
-    kw["rho_scale"] = draw(st.floats(0.25, 4.0))
+    if kw["rho"] == "softmax":  # the only rho with a scale (others refuse one)
+        kw["rho_scale"] = draw(st.floats(0.25, 4.0))
     coord_extra = d if kw.get("coord_encoding") in ("aggregate", "both") else 0
     # One channel under cosine makes every score +-1: all ties, which the tie properties cover.
     one_channel_ties = basis == "feature" and kw.get("similarity") == "cosine" and kw.get("coord_encoding") in ("none", "aggregate")
@@ -588,16 +594,18 @@ def attention_problems(draw: st.DrawFn, styles: tuple[str, ...] = STYLES) -> dic
     limit = r if cand == "random" else nk
     k = draw(st.integers(1, limit))
     dv = draw(st.integers(1, 4))
+    similarity = _choose(draw, ("cosine", "euclidean", "dot", "scaled_dot"), "similarities")
+    rho = draw(st.sampled_from(("ones", "softmax", "scores")))
     config = ConvNNConfig(
         k=k,
         basis="feature",
-        similarity=_choose(draw, ("cosine", "euclidean", "dot", "scaled_dot"), "similarities"),
-        scale=draw(st.none() | st.floats(0.1, 2.0)),
+        similarity=similarity,  # type: ignore[arg-type]
+        scale=draw(st.none() | st.floats(0.1, 2.0)) if similarity == "scaled_dot" else None,  # only scaled_dot has a scale
         candidates=cand,
         num_candidates=r,
         self_slot="forced" if forced else "candidate",
-        rho=draw(st.sampled_from(("ones", "softmax", "scores"))),
-        rho_scale=draw(st.floats(0.25, 4.0)),
+        rho=rho,  # type: ignore[arg-type]
+        rho_scale=draw(st.floats(0.25, 4.0)) if rho == "softmax" else 1.0,  # only softmax has a scale
         kernel="sum",  # the contract's attention() takes no weight; weighted kernels: image form
     )
     return {

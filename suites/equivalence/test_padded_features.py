@@ -26,20 +26,21 @@ def _randn(shape: tuple[int, ...], seed: int) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=F64)
 
 
-def _padding(draw: st.DrawFn, dims: int) -> int | tuple[int, ...] | tuple[tuple[int, int], ...]:
+def _padding(draw: st.DrawFn, spatial: tuple[int, ...]) -> int | tuple[int, ...] | tuple[tuple[int, int], ...]:
+    """Up to 2 points a side, never more than the axis has (more is refused by name)."""
     form = draw(st.sampled_from(["int", "per-axis", "pairs"]))
     if form == "int":
-        return draw(st.integers(0, 2))
+        return draw(st.integers(0, min(2, *spatial)))
     if form == "per-axis":
-        return tuple(draw(st.integers(0, 2)) for _ in range(dims))
-    return tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(dims))
+        return tuple(draw(st.integers(0, min(2, s))) for s in spatial)
+    return tuple((draw(st.integers(0, min(2, s))), draw(st.integers(0, min(2, s)))) for s in spatial)
 
 
 @st.composite
 def padded_cases(draw: st.DrawFn) -> dict[str, object]:
     dims = draw(st.sampled_from([1, 2]))
     spatial = tuple(draw(st.integers(1, 7 if dims == 1 else 4)) for _ in range(dims))
-    padding = _padding(draw, dims)
+    padding = _padding(draw, spatial)
     per_axis = [padding] * dims if isinstance(padding, int) else list(padding)
     padded = [s + (2 * p if isinstance(p, int) else p[0] + p[1]) for s, p in zip(spatial, per_axis)]
     stride = draw(st.sampled_from([1, 2]))
@@ -53,8 +54,8 @@ def padded_cases(draw: st.DrawFn) -> dict[str, object]:
         k=draw(st.integers(1, min(math.prod(padded), 9))),
         basis=basis,  # type: ignore[arg-type]
         similarity=draw(st.sampled_from(SIMILARITIES)),
-        coordinates=draw(st.sampled_from(["integer", "normalized"])),
-        hybrid_lambda=draw(st.sampled_from([0.25, 0.5, 0.75])),
+        coordinates=draw(st.sampled_from(["integer", "normalized"])) if basis == "hybrid" else "integer",  # feature: refused
+        hybrid_lambda=draw(st.sampled_from([0.25, 0.5, 0.75])) if basis == "hybrid" else 0.5,
         self_slot="forced" if stride == 1 and draw(st.booleans()) else "candidate",
         rho=draw(st.sampled_from(["ones", "softmax", "scores"])),
         kernel=kernel,  # type: ignore[arg-type]

@@ -27,7 +27,7 @@ def _oracle_table(case: GeneralCase, c: cr.ConvNNConfig) -> torch.Tensor:
     one-hot features, one output channel per slot carrying the token's number."""
     n = math.prod(case.spatial)
     x = torch.eye(n, dtype=F64).reshape(1, n, *case.spatial)
-    c = c.replace(rho="ones", kernel="full", groups=1, coord_encoding="none")
+    c = c.replace(rho="ones", rho_scale=1.0, kernel="full", groups=1, coord_encoding="none")
     w = torch.zeros(c.k, n, c.k, dtype=F64)
     for t in range(c.k):
         w[t, :, t] = torch.arange(1, n + 1, dtype=F64)
