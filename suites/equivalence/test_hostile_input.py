@@ -19,6 +19,7 @@ from torch import nn
 
 import convnn_ref as cr
 from convnn_ref.config import ConvNNConfig
+from convnn_ref.testing import resolve_geometry
 
 NAN, INF = float("nan"), float("inf")
 F64 = torch.float64
@@ -170,6 +171,18 @@ CASES = [
     Bad("from-conv-type", lambda: cr.from_conv(nn.ConvTranspose2d(1, 1, 3)), TypeError, r"\bconv\b", r"nn\.Conv1d"),  # type: ignore[arg-type]
     Bad("from-mha-type", lambda: cr.from_multihead_attention(nn.Linear(2, 2)), TypeError, r"\bmha\b", r"MultiheadAttention"),  # type: ignore[arg-type]
     Bad("from-mha-bias-kv", lambda: cr.from_multihead_attention(nn.MultiheadAttention(8, 2, add_bias_kv=True)), NotImplementedError, r"add_bias_kv", r"not supported"),
+    # --- errors that used to come from deep inside torch: named, before any allocation
+    Bad("k-bool-tensor", lambda: ConvNNConfig(k=torch.tensor(True)), TypeError, r"\bk\b", r"must be an int, got a bool"),  # type: ignore[arg-type]
+    Bad("k-shaped-tensor", lambda: ConvNNConfig(k=torch.tensor([3])), TypeError, r"\bk\b", r"must be an int, got Tensor of shape \(1,\)"),  # type: ignore[arg-type]
+    Bad("allowed-extra-dimension", lambda: cr.convnn_attention(_x(1, 6, 4), _x(1, 7, 4), _x(1, 7, 4), _sum(), allowed=torch.ones(1, 2, 6, 7, dtype=torch.bool)), ValueError, r"allowed", r"does not broadcast to \(1, 6, 7\)"),
+    Bad("position-table-cand-index-range", lambda: cr.position_table(resolve_geometry(ConvNNConfig(k=1, basis="position"), (5,)), ConvNNConfig(k=1, basis="position"), torch.device("cpu"), torch.tensor([0, 10**6])), ValueError, r"cand_index", r"must lie in \[0, 5\)"),
+    Bad("position-table-cand-index-repeats", lambda: cr.position_table(resolve_geometry(ConvNNConfig(k=1, basis="position"), (5,)), ConvNNConfig(k=1, basis="position"), torch.device("cpu"), torch.tensor([1, 1])), ValueError, r"cand_index", r"distinct"),
+    Bad("feature-padding-huge", lambda: cr.convnn(_x(1, 2, 5, 5), None, None, _sum(padding=10**5)), ValueError, r"padding", r"more than its 5 points"),
+    Bad("from-conv-lazy", lambda: cr.from_conv(nn.LazyConv2d(3, 3)), ValueError, r"\bconv\b", r"uninitialized LazyConv2d"),
+    Bad("layer-complex-dtype", lambda: cr.ConvNN2d(2, 2, ConvNNConfig(k=2), dtype=torch.complex64), TypeError, r"dtype", r"floating dtype"),
+    Bad("attention-complex-dtype", lambda: cr.ConvNNAttention(8, 2, dtype=torch.complex64), TypeError, r"dtype", r"floating dtype"),
+    Bad("neighbours-meta", lambda: cr.neighbours(torch.empty(1, 2, 5, device="meta"), _sum()), NotImplementedError, r"\bx\b", r"meta device"),
+    Bad("layer-padding-mode-unpadded", lambda: cr.ConvNN2d(2, 2, ConvNNConfig(k=2, basis="position"), padding_mode="reflect"), ValueError, r"padding_mode='reflect'", r"no effect"),
     Bad("from-mha-zero-attn", lambda: cr.from_multihead_attention(nn.MultiheadAttention(8, 2, add_zero_attn=True)), NotImplementedError, r"add_zero_attn", r"not supported"),
 ]
 
@@ -219,3 +232,22 @@ def test_nonfinite_config_numbers_are_refused(value: float, k: int) -> None:
     for name in ("rho_scale", "scale", "hybrid_lambda"):
         with pytest.raises(ValueError, match=name):
             ConvNNConfig(k=k, basis="hybrid", **{name: value})  # type: ignore[arg-type]
+
+
+def test_meta_device_builds_and_infers_shapes_as_conv() -> None:
+    """ConvNN2d on the meta device builds as nn.Conv2d does and its forward gives the output's shape
+    (no values: nothing is scored on meta)."""
+    conv = nn.Conv2d(2, 3, 3, padding=1, device="meta")
+    layer = cr.ConvNN2d(2, 3, ConvNNConfig(k=9, basis="position", kernel_size=3, padding=1), device="meta")
+    x = torch.empty(2, 2, 5, 6, device="meta")
+    assert layer.weight.device.type == "meta"
+    y = layer(x)
+    assert y.device.type == "meta" and y.shape == conv(x).shape == (2, 3, 5, 6)
+    assert cr.ConvNN2d(2, 3, ConvNNConfig(k=4, stride=2), device="meta")(x).shape == (2, 3, 3, 3)
+
+
+def test_zero_dim_integer_tensors_are_ints() -> None:
+    """A 0-d integer tensor is an int argument (as a numpy integer is), stored as a plain int."""
+    config = ConvNNConfig(k=torch.tensor(3))  # type: ignore[arg-type]
+    assert type(config.k) is int and config == ConvNNConfig(k=3)
+

@@ -348,4 +348,19 @@ MUTANTS: tuple[Mutant, ...] = (
         "if False:",
         "fused search: selected slots closer than float32 rounding keep the heaps' order",
     ),
+    # ------------------------------------------------------------------ inert knobs
+    Mutant(
+        "inert-scale-accepted",
+        "convnn_ref/config.py",
+        '(config.scale is not None and config.similarity != "scaled_dot", f"scale={config.scale!r}",',
+        '(False, f"scale={config.scale!r}",',
+        "validation drops a rule: scale accepted (and ignored) under every similarity but scaled_dot",
+    ),
+    Mutant(
+        "sequence-stride-accepted",
+        "convnn_ref/validation.py",
+        '"stride": (config.stride, {1}), ',
+        "",
+        "the sequence form accepts (and ignores) a stride",
+    ),
 )
