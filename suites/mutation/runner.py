@@ -43,6 +43,7 @@ _EQUIVALENCE_FILES = tuple(
         "test_traps",
         "test_validation",
         "test_hostile_input",
+        "test_inert_knobs",
         "test_torch_claims",
     )
 )
