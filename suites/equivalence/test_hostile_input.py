@@ -251,3 +251,17 @@ def test_zero_dim_integer_tensors_are_ints() -> None:
     config = ConvNNConfig(k=torch.tensor(3))  # type: ignore[arg-type]
     assert type(config.k) is int and config == ConvNNConfig(k=3)
 
+
+
+def test_a_callers_candidate_subset_never_enters_the_table_cache() -> None:
+    """position_table with a cand_index computes that subset's table and caches nothing under the
+    config's key: a later call without it gets every candidate (and a grid config its grid)."""
+    config = ConvNNConfig(k=2, basis="position", kernel="sum")
+    geometry = resolve_geometry(config, (6,))
+    subset, _ = cr.position_table(geometry, config, torch.device("cpu"), torch.tensor([0, 5]))
+    assert set(subset.unique().tolist()) == {0, 5}
+    full, _ = cr.position_table(geometry, config, torch.device("cpu"))
+    assert full[:, 0].tolist() == list(range(6))  # every query's nearest candidate is itself
+    grid = config.replace(candidates="grid", num_candidates=2)
+    index, _ = cr.position_table(geometry, grid, torch.device("cpu"))
+    assert set(index.unique().tolist()) == {0, 5}  # the grid's two points, not every candidate
