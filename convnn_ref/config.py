@@ -146,8 +146,9 @@ class ConvNNConfig:
 
     Every field is validated here (types, ranges, combinations); integers accept anything
     ``operator.index`` takes and are stored as plain ints. A knob set away from its default
-    where it computes nothing is refused by name (docs/semantics.md, "Inert knobs"). Checks that need the input (k
-    against the candidates, channels against groups) happen when the input arrives.
+    where it computes nothing is refused by name (docs/semantics.md, "Inert knobs"). Checks
+    that need the input (k against the candidates, channels against groups) happen when the
+    input arrives.
     """
 
     k: int | None
