@@ -1,0 +1,119 @@
+"""Paired, interleaved timing of a ConvNN call (A) against its baseline (B).
+
+Both calls run in this process on their fixed inputs, alternately: A B, then B A, then A B ...
+(the order flips every pair, so neither side always runs on a cache the other warmed or in the
+slot after a pause). Each pair gives one ratio ``t_A / t_B`` taken under the same load; the
+ratio's median and its interval (`intervals.median_interval`, order statistics, 95 %) are what
+the report states, never the ratio of two medians timed minutes apart.
+
+A sample of one side is a block of calls long enough to time (``block_s``; fast calls are
+repeated, like ``torch.utils.benchmark``'s blocked autorange) divided by its call count. The
+pair count follows a time budget per pair set (``budget_s``), and is at least ``min_pairs``
+however slow the calls (a slow case gets as many pairs as a fast one needs for an interval)
+and at most ``max_pairs``. The CPU time other processes took while the pairs ran is recorded
+with them (`host.others_cores`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from suites.bench import host, intervals
+
+
+@dataclass(frozen=True)
+class PairPlan:
+    """How many pairs and how many calls per sample: ``budget_s`` for the whole set, at least
+    ``min_pairs`` and at most ``max_pairs`` pairs, each sample a block of at least ``block_s``."""
+
+    budget_s: float = 2.0
+    min_pairs: int = 10
+    max_pairs: int = 200
+    block_s: float = 0.005
+
+    def __post_init__(self) -> None:
+        if self.min_pairs < 1 or self.max_pairs < self.min_pairs:
+            raise ValueError(f"need 1 <= min_pairs ({self.min_pairs}) <= max_pairs ({self.max_pairs})")
+        if self.budget_s < 0 or self.block_s <= 0:
+            raise ValueError(f"budget_s={self.budget_s} must be >= 0 and block_s={self.block_s} > 0")
+
+
+def calls_per_sample(call_s: float, block_s: float) -> int:
+    """Calls in one timed block so that it lasts at least ``block_s``."""
+    if call_s <= 0:
+        return 1000
+    return max(1, math.ceil(block_s / call_s))
+
+
+def pair_count(pair_s: float, plan: PairPlan) -> int:
+    """Pairs that fit ``plan.budget_s`` at ``pair_s`` seconds a pair, within [min, max]."""
+    if pair_s <= 0:
+        return plan.max_pairs
+    return int(min(plan.max_pairs, max(plan.min_pairs, plan.budget_s // pair_s)))
+
+
+def _block_seconds(fn: Callable[[], object], calls: int, sync: Callable[[], None]) -> float:
+    sync()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    sync()
+    return (time.perf_counter() - start) / calls
+
+
+def measure_pairs(a: Callable[[], object], b: Callable[[], object], plan: PairPlan,
+                  sync: Callable[[], None] = lambda: None) -> dict[str, Any]:
+    """Time ``a`` against ``b`` in interleaved pairs (see the module docstring). ``sync`` waits
+    for the device (CUDA) before and after each timed block. Returns the pair record: ``n``,
+    ``median``, ``low``, ``high`` of the ratios t_a / t_b, the ratios and both sides' seconds per
+    call, the calls per sample, the wall time and the cores other processes used meanwhile."""
+    for fn in (a, b):  # warm-up: one-time costs, lazy initialisation
+        _block_seconds(fn, 1, sync)
+    first_a, first_b = _block_seconds(a, 1, sync), _block_seconds(b, 1, sync)
+    calls_a, calls_b = calls_per_sample(first_a, plan.block_s), calls_per_sample(first_b, plan.block_s)
+    pairs = pair_count(first_a * calls_a + first_b * calls_b, plan)
+    start = host.cpu_sample()
+    times_a, times_b = [], []
+    for i in range(pairs):
+        if i % 2 == 0:
+            ta = _block_seconds(a, calls_a, sync)
+            tb = _block_seconds(b, calls_b, sync)
+        else:
+            tb = _block_seconds(b, calls_b, sync)
+            ta = _block_seconds(a, calls_a, sync)
+        times_a.append(ta)
+        times_b.append(tb)
+    end = host.cpu_sample()
+    return summarize_pairs(times_a, times_b, calls=(calls_a, calls_b), wall_s=end.wall - start.wall,
+                           others=host.others_cores(start, end))
+
+
+def summarize_pairs(times_a: list[float], times_b: list[float], *, calls: tuple[int, int] = (1, 1),
+                    wall_s: float | None = None, others: float | None = None) -> dict[str, Any]:
+    """The pair record of per-pair seconds ``times_a`` and ``times_b`` (same length)."""
+    if len(times_a) != len(times_b) or not times_a:
+        raise ValueError(f"times_a ({len(times_a)}) and times_b ({len(times_b)}) must be equally long and not empty")
+    ratios = [ta / tb for ta, tb in zip(times_a, times_b) if tb > 0]
+    if not ratios:
+        raise ValueError("every baseline time is zero: no ratio")
+    mid, low, high = intervals.median_interval(ratios)
+    return {
+        "n": len(ratios),
+        "median": mid,
+        "low": low,
+        "high": high,
+        "confidence": intervals.CONFIDENCE,
+        "method": "median of per-pair ratios; interval from order statistics (distribution-free)",
+        "enough": intervals.enough(len(ratios)),
+        "a_median_s": intervals.median(times_a),
+        "b_median_s": intervals.median(times_b),
+        "calls_per_sample": list(calls),
+        "order": "A B, B A alternating",
+        "wall_s": None if wall_s is None else round(wall_s, 3),
+        "others_cores": None if others is None else round(others, 3),
+        "ratios": [round(r, 5) for r in ratios],
+    }
