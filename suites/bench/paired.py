@@ -46,14 +46,14 @@ def calls_per_sample(call_s: float, block_s: float) -> int:
     """Calls in one timed block so that it lasts at least ``block_s``."""
     if call_s <= 0:
         return 1000
-    return max(1, math.ceil(block_s / call_s))
+    return max(1, math.ceil(block_s / call_s - 1e-9))
 
 
 def pair_count(pair_s: float, plan: PairPlan) -> int:
     """Pairs that fit ``plan.budget_s`` at ``pair_s`` seconds a pair, within [min, max]."""
     if pair_s <= 0:
         return plan.max_pairs
-    return int(min(plan.max_pairs, max(plan.min_pairs, plan.budget_s // pair_s)))
+    return int(min(plan.max_pairs, max(plan.min_pairs, math.floor(plan.budget_s / pair_s + 1e-9))))
 
 
 def _block_seconds(fn: Callable[[], object], calls: int, sync: Callable[[], None]) -> float:
