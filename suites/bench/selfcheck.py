@@ -221,8 +221,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="reports/bench-check", help="folder of selfcheck.json and selfcheck.md")
     p.add_argument("--threads", type=int, default=1, help="CPU threads in every phase (default 1)")
-    p.add_argument("--pair-budget-s", type=float, default=None, help="seconds of pairs per bar pair (default: 2, --quick: 1)")
-    p.add_argument("--min-pairs", type=int, default=None, help="pairs at least, however slow (default: 12, --quick: 8)")
+    p.add_argument("--pair-budget-s", type=float, default=None, help="seconds of pairs per bar pair (default: 1.5, --quick: 0.75)")
+    p.add_argument("--min-pairs", type=int, default=None, help="pairs at least, however slow (default: 10, --quick: 8)")
     p.add_argument("--quick", action="store_true", help="half the pair budget and fewer pairs")
     p.add_argument("--only", action="append", default=[], metavar="TEXT",
                    help="only bar pairs whose label contains TEXT (repeatable; a partial check, said in the report)")
@@ -241,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"selfcheck: preset {args.preset} has no time bar with a target to check", file=sys.stderr, flush=True)
         return 2
     host.apply_threads(args.threads)
-    plan = paired.PairPlan(budget_s=args.pair_budget_s if args.pair_budget_s is not None else (1.0 if args.quick else 2.0),
-                           min_pairs=args.min_pairs if args.min_pairs is not None else (8 if args.quick else 12))
+    plan = paired.PairPlan(budget_s=args.pair_budget_s if args.pair_budget_s is not None else (0.75 if args.quick else 1.5),
+                           min_pairs=args.min_pairs if args.min_pairs is not None else (8 if args.quick else 10))
     print(f"selfcheck: {len(pairs)} bar pairs of preset {args.preset}, {args.threads} thread(s), 3 phases", flush=True)
     works = {}
     for case in dict.fromkeys(c for p in pairs for c in (p.convnn, p.baseline)):
