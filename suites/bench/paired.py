@@ -7,7 +7,14 @@ ratio's median and its interval (`intervals.median_interval`, order statistics, 
 the report states, never the ratio of two medians timed minutes apart.
 
 A sample of one side is a block of calls long enough to time (``block_s``; fast calls are
-repeated, like ``torch.utils.benchmark``'s blocked autorange) divided by its call count. The
+repeated, like ``torch.utils.benchmark``'s blocked autorange) divided by its call count.
+
+The clock: with one CPU thread on the CPU, the process's CPU time (``time.process_time``): a
+core shared with another job stretches a block's wall time by whatever the scheduler gives the
+other job, unevenly between a long block and a short one, while the CPU time the block itself
+needs stays put. With several threads (spinning OpenMP threads would count as work) or on CUDA
+(the host waits for the device), the wall clock (``time.perf_counter``). Both are recorded; the
+record's ``clock`` says which one the ratios use. The
 pair count follows a time budget per pair set (``budget_s``), and is at least ``min_pairs``
 however slow the calls (a slow case gets as many pairs as a fast one needs for an interval)
 and at most ``max_pairs``. The CPU time other processes took while the pairs ran is recorded
@@ -56,40 +63,60 @@ def pair_count(pair_s: float, plan: PairPlan) -> int:
     return int(min(plan.max_pairs, max(plan.min_pairs, math.floor(plan.budget_s / pair_s + 1e-9))))
 
 
-def _block_seconds(fn: Callable[[], object], calls: int, sync: Callable[[], None]) -> float:
+CLOCKS = ("cpu", "wall")
+
+
+def choose_clock(device: str, threads: int) -> str:
+    """``cpu`` (process CPU time) for one thread on the CPU, else ``wall``."""
+    return "cpu" if device == "cpu" and threads == 1 else "wall"
+
+
+def _block(fn: Callable[[], object], calls: int, sync: Callable[[], None]) -> tuple[float, float]:
+    """(wall, CPU) seconds per call over a block of ``calls`` calls."""
     sync()
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(calls):
         fn()
     sync()
-    return (time.perf_counter() - start) / calls
+    return (time.perf_counter() - wall) / calls, (time.process_time() - cpu) / calls
+
+
+def _block_seconds(fn: Callable[[], object], calls: int, sync: Callable[[], None]) -> float:
+    return _block(fn, calls, sync)[0]
 
 
 def measure_pairs(a: Callable[[], object], b: Callable[[], object], plan: PairPlan,
-                  sync: Callable[[], None] = lambda: None) -> dict[str, Any]:
+                  sync: Callable[[], None] = lambda: None, clock: str = "wall") -> dict[str, Any]:
     """Time ``a`` against ``b`` in interleaved pairs (see the module docstring). ``sync`` waits
-    for the device (CUDA) before and after each timed block. Returns the pair record: ``n``,
-    ``median``, ``low``, ``high`` of the ratios t_a / t_b, the ratios and both sides' seconds per
-    call, the calls per sample, the wall time and the cores other processes used meanwhile."""
+    for the device (CUDA) before and after each timed block; ``clock``: ``cpu`` or ``wall``
+    (`choose_clock`), the one the ratios use. Returns the pair record: ``n``, ``median``,
+    ``low``, ``high`` of the ratios t_a / t_b, the ratios and both sides' seconds per call, the
+    wall-clock ratio's median beside a CPU-time one, the calls per sample, the wall time and
+    the cores other processes used meanwhile."""
+    if clock not in CLOCKS:
+        raise ValueError(f"clock={clock!r} must be one of {CLOCKS}")
     for fn in (a, b):  # warm-up: one-time costs, lazy initialisation
-        _block_seconds(fn, 1, sync)
-    first_a, first_b = _block_seconds(a, 1, sync), _block_seconds(b, 1, sync)
+        _block(fn, 1, sync)
+    first_a, first_b = _block(a, 1, sync)[0], _block(b, 1, sync)[0]
     calls_a, calls_b = calls_per_sample(first_a, plan.block_s), calls_per_sample(first_b, plan.block_s)
     pairs = pair_count(first_a * calls_a + first_b * calls_b, plan)
     start = host.cpu_sample()
-    times_a, times_b = [], []
+    blocks_a, blocks_b = [], []
     for i in range(pairs):
         if i % 2 == 0:
-            ta = _block_seconds(a, calls_a, sync)
-            tb = _block_seconds(b, calls_b, sync)
+            blocks_a.append(_block(a, calls_a, sync))
+            blocks_b.append(_block(b, calls_b, sync))
         else:
-            tb = _block_seconds(b, calls_b, sync)
-            ta = _block_seconds(a, calls_a, sync)
-        times_a.append(ta)
-        times_b.append(tb)
+            blocks_b.append(_block(b, calls_b, sync))
+            blocks_a.append(_block(a, calls_a, sync))
     end = host.cpu_sample()
-    return summarize_pairs(times_a, times_b, calls=(calls_a, calls_b), wall_s=end.wall - start.wall,
-                           others=host.others_cores(start, end))
+    pick = 1 if clock == "cpu" else 0
+    record = summarize_pairs([t[pick] for t in blocks_a], [t[pick] for t in blocks_b], calls=(calls_a, calls_b),
+                             wall_s=end.wall - start.wall, others=host.others_cores(start, end))
+    wall_ratios = [ta[0] / tb[0] for ta, tb in zip(blocks_a, blocks_b) if tb[0] > 0]
+    record["clock"] = "process CPU time (time.process_time)" if clock == "cpu" else "wall clock (time.perf_counter)"
+    record["wall_median"] = intervals.median(wall_ratios) if wall_ratios else None
+    return record
 
 
 def summarize_pairs(times_a: list[float], times_b: list[float], *, calls: tuple[int, int] = (1, 1),

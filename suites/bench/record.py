@@ -102,7 +102,8 @@ def _pairs(run: Any, other: Case, device: str, timing: Timing) -> dict[str, Any]
     seeded inputs of the same shape), or what stopped it."""
     try:
         work = build(other, None)
-        record = paired.measure_pairs(run, work.run, timing.pair_plan(), sync=lambda: measure.synchronize(device))
+        clock = paired.choose_clock(device, torch.get_num_threads())
+        record = paired.measure_pairs(run, work.run, timing.pair_plan(), sync=lambda: measure.synchronize(device), clock=clock)
     except Exception as exc:  # a baseline that fails leaves the row and its other pairs intact
         return {"baseline_case": other.id, "error": f"{type(exc).__name__}: {exc}"[:300]}
     finally:

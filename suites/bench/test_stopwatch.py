@@ -17,7 +17,6 @@ from reports import tables
 from suites.bench import host, intervals, paired, selfcheck
 from suites.bench.presets import get_preset, partners
 
-
 # ------------------------------------------------------------------------------- intervals
 
 
@@ -182,8 +181,22 @@ def test_pairs_alternate_their_order_and_honour_the_minimum() -> None:
     record = paired.measure_pairs(lambda: calls.append("A"), lambda: calls.append("B"), plan)
     assert "".join(calls[4:]) == "ABBAABBA"  # after two warm-up and two calibration calls
     assert record["n"] == 4 and record["low"] <= record["median"] <= record["high"]
+    assert record["clock"].startswith("wall") and record["wall_median"] is not None
     with pytest.raises(ValueError, match="min_pairs"):
         paired.PairPlan(min_pairs=5, max_pairs=4)
+    with pytest.raises(ValueError, match="clock"):
+        paired.measure_pairs(lambda: None, lambda: None, plan, clock="sundial")
+
+
+def test_one_cpu_thread_reads_cpu_time_and_the_rest_the_wall_clock() -> None:
+    """A busy core cannot stretch the CPU time a one-thread block needs; several threads (whose
+    spinning would count) and CUDA (the host waits) read the wall clock."""
+    assert paired.choose_clock("cpu", 1) == "cpu"
+    assert paired.choose_clock("cpu", 2) == "wall" and paired.choose_clock("cuda", 1) == "wall"
+    plan = paired.PairPlan(budget_s=0.0, min_pairs=2, max_pairs=2, block_s=1e-9)
+    record = paired.measure_pairs(lambda: time.sleep(0.002), lambda: sum(range(20000)), plan, clock="cpu")
+    assert record["clock"].startswith("process CPU time")
+    assert record["median"] < record["wall_median"]  # sleeping takes wall time, not CPU time
 
 
 def test_pair_plan_arithmetic() -> None:
