@@ -61,10 +61,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--impl", action="append", default=None, help="implementation(s) timed as ConvNN (default: reference)")
     p.add_argument("--gpus", type=int, default=None, help="GPUs to spread over (default: all visible, CUDA sweeps only)")
     p.add_argument("--case-timeout", type=float, default=900.0, help="hard per-case limit in seconds (pytest-timeout)")
-    p.add_argument("--threads", type=_threads, default="auto",
-                   help="CPU threads of the timed process (torch, OpenMP, MKL and faiss pools). Default 'auto': the cores "
-                        "other processes left idle at the start (1 on a busy 2-core host), so that no OpenMP thread waits "
-                        "at a barrier for a core another job holds")
+    p.add_argument("--threads", type=_threads, default=1,
+                   help="CPU threads of the timed process (torch, OpenMP, MKL and faiss pools). Default 1: no OpenMP "
+                        "thread can wait at a barrier for a core another job holds, and the count (which a ratio depends "
+                        "on) does not follow the load. 'auto': the cores other processes left idle at the start (1 on a "
+                        "busy host)")
     p.add_argument("--retry", action="append", choices=("crashed", "error", "oom", "time_limit", "wrong"),
                    help="on resume, rerun cases whose recorded status is this (repeatable)")
     p.add_argument("--budget-s", type=float, default=None,
@@ -91,16 +92,21 @@ def _threads(text: str) -> int | str:
     return value
 
 
-def choose_threads(requested: int | str) -> tuple[int, str]:
+def choose_threads(requested: int | str, default: bool) -> tuple[int, str]:
     """The thread count the sweep runs with and why: ``requested``, or for 'auto' the idle
-    cores seen over half a second (`host.choose_threads`)."""
-    if requested != "auto":
-        return int(requested), "--threads"
+    cores seen over half a second (`host.choose_threads`); a count above the idle cores is
+    said with the warning."""
     n_cores = host.cores()
     others = host.sample_others(0.5)
-    threads = host.choose_threads(n_cores, others)
-    seen = "unknown (no /proc)" if others is None else f"{others:.2f} of {n_cores} cores"
-    return threads, f"auto: other processes used {seen} at the start"
+    seen = "unknown (no /proc)" if others is None else f"other processes used {others:.2f} of {n_cores} cores at the start"
+    if requested == "auto":
+        return host.choose_threads(n_cores, others), f"--threads auto: {seen}"
+    threads = int(requested)
+    why = ("the default: one thread never waits for a busy core, and a ratio's thread count does not follow the load"
+           if default else "--threads")
+    if threads > host.choose_threads(n_cores, others):
+        return threads, f"{why}; WARNING: more than the idle cores ({seen}): OpenMP threads may wait at barriers, use --threads 1"
+    return threads, f"{why}; {seen}"
 
 
 def result_stem(preset: str, device: str) -> str:
@@ -345,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
                 path.unlink(missing_ok=True)
         args.deadline = time.time() + args.budget_s if args.budget_s else None
         args.run = uuid.uuid4().hex[:12]
-        args.threads, why = choose_threads(args.threads)
+        given = sys.argv[1:] if argv is None else argv
+        args.threads, why = choose_threads(args.threads, default=not any(a.startswith("--threads") for a in given))
         host.apply_threads(args.threads)  # the header's thread settings are then the child's
         print(f"convnn bench: {args.threads} CPU thread(s) ({why})", flush=True)
         gpu = device.startswith("cuda")

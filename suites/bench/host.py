@@ -7,7 +7,7 @@ thread pool was set to.
 - `snapshot`: what a results file records at a sweep's start and end: load averages, cores,
   the thread settings of torch, OpenMP, MKL and faiss, the CPU frequency governor where
   readable, and on CUDA hosts the other processes on the GPU and its clocks (``nvidia-smi``).
-- `choose_threads`: the default CPU thread count, from the cores other processes were seen
+- `choose_threads`: the ``--threads auto`` count, from the cores other processes were seen
   using: the idle cores, at least 1 (so on a 2-core host with anything else running, 1). A
   thread count above the idle cores makes OpenMP threads wait at barriers for a core that is
   taken, and the timed calls stretch by up to 10x while single-threaded baselines do not.
