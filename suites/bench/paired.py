@@ -17,8 +17,10 @@ needs stays put. With several threads (spinning OpenMP threads would count as wo
 record's ``clock`` says which one the ratios use. The
 pair count follows a time budget per pair set (``budget_s``), and is at least ``min_pairs``
 however slow the calls (a slow case gets as many pairs as a fast one needs for an interval)
-and at most ``max_pairs``. The CPU time other processes took while the pairs ran is recorded
-with them (`host.others_cores`).
+and at most ``max_pairs``; past the budget, more pairs while the interval is wider than
+±``tight`` of the median, up to ``extend`` times the budget (criterion.rs and pyperf likewise
+spend time where the spread asks for it). The CPU time other processes took while the pairs ran
+is recorded with them (`host.others_cores`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ class PairPlan:
     min_pairs: int = 10
     max_pairs: int = 200
     block_s: float = 0.005
+    #: Past the budget, more pairs (4 at a time) while the interval's half-width exceeds this
+    #: fraction of the median and the set has run less than ``extend`` times the budget.
+    tight: float = 0.04
+    extend: float = 2.5
 
     def __post_init__(self) -> None:
         if self.min_pairs < 1 or self.max_pairs < self.min_pairs:
@@ -101,16 +107,29 @@ def measure_pairs(a: Callable[[], object], b: Callable[[], object], plan: PairPl
     calls_a, calls_b = calls_per_sample(first_a, plan.block_s), calls_per_sample(first_b, plan.block_s)
     pairs = pair_count(first_a * calls_a + first_b * calls_b, plan)
     start = host.cpu_sample()
-    blocks_a, blocks_b = [], []
-    for i in range(pairs):
-        if i % 2 == 0:
-            blocks_a.append(_block(a, calls_a, sync))
-            blocks_b.append(_block(b, calls_b, sync))
-        else:
-            blocks_b.append(_block(b, calls_b, sync))
-            blocks_a.append(_block(a, calls_a, sync))
-    end = host.cpu_sample()
+    blocks_a: list[tuple[float, float]] = []
+    blocks_b: list[tuple[float, float]] = []
     pick = 1 if clock == "cpu" else 0
+
+    def more(count: int) -> None:
+        for _ in range(count):
+            if len(blocks_a) % 2 == 0:
+                blocks_a.append(_block(a, calls_a, sync))
+                blocks_b.append(_block(b, calls_b, sync))
+            else:
+                blocks_b.append(_block(b, calls_b, sync))
+                blocks_a.append(_block(a, calls_a, sync))
+
+    more(pairs)
+    while len(blocks_a) < plan.max_pairs and time.monotonic() - start.wall < plan.extend * plan.budget_s:
+        ratios = [ta[pick] / tb[pick] for ta, tb in zip(blocks_a, blocks_b) if tb[pick] > 0]
+        if not ratios:
+            break
+        mid, low, high = intervals.median_interval(ratios)
+        if mid <= 0 or (high - low) / 2 <= plan.tight * mid:
+            break
+        more(min(4, plan.max_pairs - len(blocks_a)))
+    end = host.cpu_sample()
     record = summarize_pairs([t[pick] for t in blocks_a], [t[pick] for t in blocks_b], calls=(calls_a, calls_b),
                              wall_s=end.wall - start.wall, others=host.others_cores(start, end))
     wall_ratios = [ta[0] / tb[0] for ta, tb in zip(blocks_a, blocks_b) if tb[0] > 0]

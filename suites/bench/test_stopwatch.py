@@ -233,3 +233,25 @@ def test_busy_processes_are_always_stopped() -> None:
         procs = list(bounded.procs)
         procs[0].wait(timeout=10)
     assert time.monotonic() - started < 10
+
+
+def test_a_wide_interval_buys_more_pairs_and_a_tight_one_stops(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of 1 s each (faked): the budget of 10 s plans 5 pairs; steady ratios stop there,
+    ratios alternating 1 and 3 keep adding 4 pairs at a time up to max_pairs."""
+    plan = paired.PairPlan(budget_s=10.0, min_pairs=4, max_pairs=21, block_s=1e-9, tight=0.04, extend=1e6)
+
+    def run(noisy: bool) -> int:
+        seen = {"b": 0}
+
+        def fake(fn, calls, sync):  # type: ignore[no-untyped-def]
+            if fn == "b":
+                seen["b"] += 1
+                t = 3.0 if noisy and seen["b"] % 2 else 1.0
+                return t, t
+            return 1.0, 1.0
+
+        monkeypatch.setattr(paired, "_block", fake)
+        return paired.measure_pairs("a", "b", plan)["n"]  # type: ignore[arg-type]
+
+    assert run(noisy=False) == 5
+    assert run(noisy=True) == 21
