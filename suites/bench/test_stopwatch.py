@@ -255,3 +255,19 @@ def test_a_wide_interval_buys_more_pairs_and_a_tight_one_stops(monkeypatch: pyte
 
     assert run(noisy=False) == 5
     assert run(noisy=True) == 21
+
+
+def test_the_results_file_says_what_other_processes_took_per_run() -> None:
+    from suites.bench import __main__ as runner
+
+    snap = {"cores": 2, "threads": 1, "threads_why": "the default", "monotonic": 0.0, "machine_busy_s": 0.0, "own_s": 0.0}
+    records = [
+        {"type": "host", "when": "start", "run": "r1", **snap},
+        {"type": "row", "row": {}},
+        {"type": "host", "when": "end", "run": "r1", **snap, "monotonic": 10.0, "machine_busy_s": 19.0, "own_s": 10.0},
+        {"type": "host", "when": "start", "run": "r2", **snap},  # a run that was stopped: no end
+    ]
+    first, stopped = runner.host_summary(records)
+    assert first["others_cpu_s"] == 9.0 and first["others_cores"] == 0.9 and first["threads"] == 1
+    assert "0.90 of 2 cores" in first["warning"]
+    assert stopped["end"] is None and "others_cores" not in stopped
