@@ -380,8 +380,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "pairs-never-alternate",
         "suites/bench/paired.py",
-        "        if i % 2 == 0:\n",
-        "        if True:\n",
+        "            if len(blocks_a) % 2 == 0:\n",
+        "            if True:\n",
         "interleaved pairs always run the ConvNN call first (an order effect lands on one side)",
     ),
 )
