@@ -354,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         given = sys.argv[1:] if argv is None else argv
         args.threads, why = choose_threads(args.threads, default=not any(a.startswith("--threads") for a in given))
         host.apply_threads(args.threads)  # the header's thread settings are then the child's
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)  # as the child gets them
         print(f"convnn bench: {args.threads} CPU thread(s) ({why})", flush=True)
         gpu = device.startswith("cuda")
         journal.append(journal_path, {"type": "host", "when": "start", "run": args.run, "threads": args.threads,
