@@ -18,10 +18,11 @@ RESULTS ?= results/bench
 REPORT_OUT ?= reports/out
 IMPL ?= reference
 
-.PHONY: help setup verify verify-nightly test lint typecheck bench report conformance mutants lock clean
+.PHONY: help setup verify verify-nightly test lint typecheck bench bench-check report conformance mutants lock clean
 
 help:
 	@echo "make bench        benchmark sweep (PRESET=default|canonical|full, DEVICE=cpu|cuda) + report in reports/out/"
+	@echo "make bench-check  stopwatch self-check: the bar pairs quiet, then with busy processes (reports/bench-check/)"
 	@echo "make verify       lint, type check, equivalence suite (ci profile), benchmark smoke test"
 	@echo "make conformance  IMPL=module:object  conformance report in reports/conformance/<name>/"
 	@echo "make report       rebuild the report from $(RESULTS) (JSON, or a stopped sweep's journal) into $(REPORT_OUT)"
@@ -55,6 +56,13 @@ verify-nightly:
 bench: setup
 	$(PY) -m suites.bench --preset $(PRESET) --out $(RESULTS) $(if $(DEVICE),--device $(DEVICE)) $(BENCH_ARGS)
 	$(PY) -m reports build $(RESULTS) --out $(REPORT_OUT)
+
+# The stopwatch's self-check: every bar pair timed quiet, then beside a busy process pinned to every
+# core but one, then to every core; exit 1 when a verdict flips between met and not met. It starts
+# and stops its busy processes itself. BENCH_CHECK_ARGS=--quick halves the pair budget.
+BENCH_CHECK_ARGS ?=
+bench-check: setup
+	$(PY) -m suites.bench.selfcheck --preset $(PRESET) --out reports/bench-check $(BENCH_CHECK_ARGS)
 
 # Without results the report command says what to run (exit 2), no traceback.
 report: setup

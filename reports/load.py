@@ -62,6 +62,7 @@ class Source:
     has_definitions: bool
     has_rss: bool
     assemble_hint: str = ""
+    host: list[dict[str, Any]] = field(default_factory=list)  # per run: load, threads, others' CPU
 
 
 @dataclass
@@ -130,6 +131,7 @@ def _source(path: Path, doc: dict[str, Any], kind: str, machine: str, rows: list
         generated_by=str(doc.get("generated_by") or ""), annotated=section.get("annotated"),
         has_definitions="baselines" in section, has_rss=any("rss_peak_bytes" in (r or {}) for r in rows),
         assemble_hint=f"{command} --assemble-only" if kind == "journal" and command else "",
+        host=list(section.get("host") or []),
     )
 
 

@@ -9,6 +9,10 @@ figure and returns the path, or None when the data hold nothing to draw.
 - Failed rows are never dropped: a wrong result (it has a time) is a red cross on its line; a
   row without a value (out of memory, time limit, error, crash) is a red marker on the top edge,
   one legend entry per status. Legends sit outside the axes, so labels never cover data.
+- Every point shows its spread: times a band from the first to the third quartile of the row's
+  rounds (median ± IQR/2 for results that recorded no quartiles), ratios an error bar over the
+  95 % interval of their interleaved pairs (none for an unpaired ratio, drawn hollow). Memory is
+  a count, not a sample, and has no interval.
 - Every figure carries a footer: the commit(s) measured and the command that drew it.
 """
 
@@ -85,12 +89,22 @@ def _mark_failures(ax: plt.Axes, failed: pd.DataFrame, x: str, y: str, what: str
                    label=f"{status} (no {what}; on the top edge)", **FAIL)
 
 
+def _time_spread(g: pd.DataFrame, scale: float = 1e3) -> pd.DataFrame:
+    """``lo``/``hi``: each row's first and third quartile of its rounds times ``scale`` (median
+    ± IQR/2 where the quartiles were not recorded)."""
+    q1 = pd.to_numeric(g["q1"], errors="coerce") if "q1" in g else pd.Series(np.nan, index=g.index)
+    q3 = pd.to_numeric(g["q3"], errors="coerce") if "q3" in g else pd.Series(np.nan, index=g.index)
+    half = pd.to_numeric(g["iqr"], errors="coerce") / 2
+    return g.assign(lo=q1.fillna(g["median"] - half) * scale, hi=q3.fillna(g["median"] + half) * scale)
+
+
 def _draw_series(ax: plt.Axes, g: pd.DataFrame, x: str, y: str, keys: list[str], label: Any, *,
                  fit: bool = False, what: str = "value", colors: dict[tuple[Any, ...], Any] | None = None,
-                 min_points: int = 1) -> None:
+                 min_points: int = 1, band: tuple[str, str] | None = None) -> None:
     """One line per group of ``keys`` (colour from ``colors`` by group, else by order): ok and
     wrong rows with a value, in x order, groups with fewer than ``min_points`` x values left
-    out; wrong rows and failures marked."""
+    out; wrong rows and failures marked; ``band``: the columns of each point's low and high
+    end, drawn as a shaded band around the line."""
     has = g[g["status"].isin(["ok", "wrong"]) & g[y].notna() & (g[y] > 0)]
     for i, (key, s) in enumerate(has.groupby(keys, dropna=False)):
         key = key if isinstance(key, tuple) else (key,)
@@ -104,6 +118,8 @@ def _draw_series(ax: plt.Axes, g: pd.DataFrame, x: str, y: str, keys: list[str],
         dashed = bool(s["baseline"].eq(True).all())
         color = (colors or {}).get(key, COLORS[i % len(COLORS)])
         ax.plot(xs, ys, "--" if dashed else "-", marker="o", ms=3.5, lw=1.3, color=color, label=text)
+        if band is not None and s[band[0]].notna().any():
+            ax.fill_between(xs, s[band[0]].to_numpy(float), s[band[1]].to_numpy(float), color=color, alpha=0.18, lw=0)
     _mark_failures(ax, g[g["status"] != "ok"], x, y, what)
 
 
@@ -168,11 +184,11 @@ def time_vs_resolution(results: Results, path: Path, footer: str) -> Path | None
     keys = ["machine", "implementation", "mode", "_klabel"]
     colors = _family_colors(g, keys)
     for ax, (direction, dtype) in zip(axes, panels):
-        s = g[(g["direction"] == direction) & (g["dtype"] == dtype)].assign(ms=lambda t: t["median"] * 1e3)
+        s = _time_spread(g[(g["direction"] == direction) & (g["dtype"] == dtype)].assign(ms=lambda t: t["median"] * 1e3))
         ax.set(xscale="log", yscale="log")
         _draw_series(ax, s, "N", "ms", keys, lambda r: _family_label(r, several), fit=True, what="time",
-                     colors=colors, min_points=2)
-        ax.set(xlabel="N = H·W tokens", ylabel="median time (ms)", title=f"{direction}, {dtype}, B={int(s['B'].iloc[0])}")
+                     colors=colors, min_points=2, band=("lo", "hi"))
+        ax.set(xlabel="N = H·W tokens", ylabel="median time (ms; band: quartiles)", title=f"{direction}, {dtype}, B={int(s['B'].iloc[0])}")
         ax.grid(True, which="both", alpha=0.3)
         _legend(ax)
     fig.suptitle("time vs resolution (dashed: baselines)")
@@ -226,18 +242,21 @@ def time_vs_k(results: Results, path: Path, footer: str) -> Path | None:
     fig, axes = _panel_grid(len(panels), 6.6, 4.0, 2)
     several = df["machine"].nunique() > 1
     for ax, (mode, side, g) in zip(axes, panels):
-        g = g.assign(ms=g["median"] * 1e3)
+        g = _time_spread(g.assign(ms=g["median"] * 1e3))
         ax.set(xscale="log", yscale="log")
         has = g[g["status"].isin(["ok", "wrong"]) & g["ms"].notna()]
         for i, ((machine, impl), s) in enumerate(has.groupby(["machine", "implementation"])):
             for dtype, t in s.groupby("dtype"):
                 t = t.sort_values("k")
                 label = f"{impl}, {dtype}" + (f" · {machine}" if several else "")
-                ax.plot(t["k"], t["ms"], _style(str(dtype)), marker="o", ms=3.5, color=COLORS[i % len(COLORS)], label=label)
+                color = COLORS[i % len(COLORS)]
+                ax.plot(t["k"], t["ms"], _style(str(dtype)), marker="o", ms=3.5, color=color, label=label)
+                ax.fill_between(t["k"].to_numpy(float), t["lo"].to_numpy(float), t["hi"].to_numpy(float), color=color,
+                                alpha=0.18, lw=0)
         _mark_failures(ax, g[g["status"] != "ok"], "k", "ms", "time")
         ax.xaxis.set_major_locator(FixedLocator(sorted(g["k"].dropna().unique())))
         ax.xaxis.set_minor_locator(FixedLocator([]))
-        ax.set(xlabel="k (neighbours)", ylabel="median time (ms)", title=f"{mode}: time vs k at {side}×{side}, B={int(g['B'].iloc[0])}")
+        ax.set(xlabel="k (neighbours)", ylabel="median time (ms; band: quartiles)", title=f"{mode}: time vs k at {side}×{side}, B={int(g['B'].iloc[0])}")
         ax.grid(True, which="both", alpha=0.3)
         _legend(ax)
     return _finish(fig, path, footer)
@@ -318,7 +337,16 @@ def crossover(results: Results, ratio_table: pd.DataFrame, path: Path, footer: s
             if crossings:
                 label += ", = 1 at N≈" + ", ".join(f"{n:,.0f}" for n in crossings)
             color = COLORS[lines.index((impl, dtype, direction)) % len(COLORS)]
-            ax.plot(s["N"], s[col], _style(str(dtype)), marker="o" if direction == "forward" else "s", ms=3.5, color=color, label=label)
+            marker = "o" if direction == "forward" else "s"
+            ax.plot(s["N"], s[col], _style(str(dtype)), marker=marker, ms=3.5, color=color, label=label)
+            low, high = f"{col} low", f"{col} high"
+            if low in s and s[low].notna().any():
+                has = s[s[low].notna()]
+                err = np.vstack([(has[col] - has[low]).clip(lower=0), (has[high] - has[col]).clip(lower=0)])
+                ax.errorbar(has["N"], has[col], yerr=err, fmt="none", ecolor=color, elinewidth=1.0, capsize=2.5)
+            bare = s[s[low].isna()] if low in s else s
+            if not bare.empty:  # unpaired ratios (older results): hollow, no interval
+                ax.scatter(bare["N"], bare[col], marker=marker, s=28, facecolors="white", edgecolors=[color], zorder=5)
             for n in crossings:
                 ax.axvline(n, color=color, lw=0.7, alpha=0.5)
         failed = df[(df["mode"] == bar["mode"]) & df["baseline"].eq(False) & (df["status"] != "ok") & (df["B"] == bar["B"])]
@@ -327,7 +355,7 @@ def crossover(results: Results, ratio_table: pd.DataFrame, path: Path, footer: s
         ax.axhspan(min(lo, 1.0), 1.0, color="green", alpha=0.07, label="below 1: ConvNN cheaper")
         ax.set_ylim(lo, hi)
         k = "k=N" if bar["k"] is None else f"k={bar['k']}"
-        ax.set(xlabel="N = H·W tokens", ylabel=f"time / {baseline}", title=f"{bar['mode']} ({k}, B={bar['B']}) / {baseline}")
+        ax.set(xlabel="N = H·W tokens", ylabel=f"time / {baseline} (bars: 95% interval of the pairs)", title=f"{bar['mode']} ({k}, B={bar['B']}) / {baseline}")
         ax.grid(True, which="both", alpha=0.3)
         _legend(ax)
     return _finish(fig, path, footer)

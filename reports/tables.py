@@ -5,6 +5,7 @@ are compared with and which comparisons are bars comes from the results (`load.R
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -26,23 +27,58 @@ def convnn_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["baseline"].eq(False)]
 
 
+#: Fewer pairs than this never decide a bar (an order-statistics interval at 95 % needs 6).
+MIN_PAIRS = 8
+#: Other processes using at least this many cores during a pair set mark it busy (as the suite's
+#: `host.BUSY_CORES`).
+BUSY_CORES = 0.25
+#: On a busy host, a verdict needs its interval this far (relative) from the target.
+BUSY_MARGIN = 0.05
+PAIR_FIELDS = ("low", "high", "pairs", "others_cores")
+
+
+def pair_record(pairs: object, baseline: str) -> dict[str, Any] | None:
+    """A row's interleaved pair record with ``baseline`` (the row's ``pairs`` field, a dict or
+    its JSON), or None when the row has none."""
+    if isinstance(pairs, str):
+        try:
+            pairs = json.loads(pairs)
+        except json.JSONDecodeError:
+            return None
+    if not isinstance(pairs, dict):
+        return None
+    record = pairs.get(baseline)
+    return record if isinstance(record, dict) and record.get("median") is not None else None
+
+
 def ratios(df: pd.DataFrame, baselines: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """Every ok ConvNN row with its time and peak-memory ratios to each baseline it is compared
-    with (``time/<baseline>``, ``memory/<baseline>``; below 1: ConvNN is cheaper). A ConvNN row
-    is divided by the baseline row of the same machine that equals it on the baseline's
-    ``match`` fields."""
+    with (``time/<baseline>``, ``memory/<baseline>``; below 1: ConvNN is cheaper). A time ratio
+    is the median of the row's interleaved pairs with that baseline, with its interval
+    (``time/<baseline> low`` / ``high``), its pair count (``pairs``) and the cores other
+    processes used meanwhile (``others_cores``). Rows without pairs (results of the older
+    stopwatch) fall back to the ratio of the two rows' medians, ``pairs`` empty: such a ratio
+    never decides a bar. A memory ratio divides the ConvNN row's peak by the baseline row of the
+    same machine that equals it on the baseline's ``match`` fields."""
     convnn = ok_rows(convnn_rows(df))
+    pairs = convnn["pairs"] if "pairs" in convnn.columns else pd.Series(None, index=convnn.index, dtype=object)
     out = convnn[[*CONFIG, "implementation", "median", "peak_memory_bytes", "verdict"]].copy()
     for name, b in baselines.items():
         base = ok_rows(df[(df["implementation"] == name) & df["baseline"].eq(True)])
-        if base.empty:
+        records = [pair_record(p, name) for p in pairs]
+        if base.empty and not any(records):
             continue
+        applies = out["mode"].isin(b["compared_with"])
         keys = ["machine", *b["match"]]
         cols = base[[*keys, "median", "peak_memory_bytes"]].drop_duplicates(keys, keep="last")
         cols = cols.rename(columns={"median": "_t", "peak_memory_bytes": "_m"})
         merged = out.reset_index().merge(cols, on=keys, how="left").set_index("index")
-        applies = merged["mode"].isin(b["compared_with"])
-        out[f"time/{name}"] = (merged["median"] / merged["_t"]).where(applies)
+        unpaired = merged["median"] / merged["_t"]
+        paired = pd.Series([r["median"] if r else math.nan for r in records], index=out.index, dtype=float)
+        out[f"time/{name}"] = paired.where(paired.notna(), unpaired).where(applies)
+        for fld, key in (("low", "low"), ("high", "high"), ("pairs", "n"), ("others_cores", "others_cores")):
+            values = [r.get(key) if r else None for r in records]
+            out[f"time/{name} {fld}"] = pd.Series(values, index=out.index, dtype=float).where(applies)
         out[f"memory/{name}"] = (merged["peak_memory_bytes"].astype(float) / merged["_m"].astype(float)).where(applies)
     empty = [c for c in out.columns if c.startswith(("time/", "memory/")) and out[c].isna().all()]
     return out.drop(columns=empty)
@@ -61,23 +97,60 @@ def bar_rows(ratio_table: pd.DataFrame, bar: dict[str, Any]) -> pd.DataFrame:
     return sel
 
 
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def bar_verdict(metric: str, ratio: float, low: float | None, high: float | None, pairs: float | None,
+                target: float | None, others_cores: float | None = None) -> tuple[str, str]:
+    """A bar's verdict and its reason: ``met`` (ratio at most the target) or ``not met`` only
+    when the whole interval lies on one side of the target; otherwise ``inconclusive`` with the
+    reason: no pairs (a time ratio of two medians timed apart), fewer than `MIN_PAIRS` pairs,
+    the interval straddling the target, or a busy host (other processes used `BUSY_CORES` or
+    more while the pairs ran) with the interval within `BUSY_MARGIN` of the target. Memory
+    ratios are deterministic counts: decided by their value."""
+    if target is None:
+        return "no target", ""
+    if metric != "time":
+        return ("met" if ratio <= target else "not met"), "peak memory: a count, not a timing"
+    if _missing(pairs) or _missing(low) or _missing(high):
+        return "inconclusive", "not paired: a ratio of two medians timed apart (results of the older stopwatch)"
+    assert pairs is not None and low is not None and high is not None
+    if pairs < MIN_PAIRS:
+        return "inconclusive", f"too few pairs ({int(pairs)} < {MIN_PAIRS})"
+    width = f"interval [{low:.3g}–{high:.3g}] over {int(pairs)} pairs"
+    if low <= target < high:
+        return "inconclusive", f"{width} straddles the target {target:.3g}"
+    met = high <= target
+    if others_cores is not None and not _missing(others_cores) and others_cores >= BUSY_CORES:
+        edge = high * (1 + BUSY_MARGIN) > target if met else low * (1 - BUSY_MARGIN) <= target
+        if edge:
+            return "inconclusive", (f"host busy (other processes used {others_cores:.2f} cores during the pairs) and "
+                                    f"{width} lies within {BUSY_MARGIN:.0%} of the target {target:.3g}")
+    return ("met", f"{width} ≤ {target:.3g}") if met else ("not met", f"{width} > {target:.3g}")
+
+
 def bars(ratio_table: pd.DataFrame, bar_defs: list[dict[str, Any]]) -> pd.DataFrame:
     """Each bar against the measured ratios: one row per bar, machine, implementation and side
-    (``ratio``, ``target``, ``met``: met / not met / no target / not measured)."""
+    (``ratio``, its interval ``low``–``high`` and ``pairs``, ``target``, ``met``: met / not met
+    / inconclusive / no target / not measured, and ``reason``, see `bar_verdict`)."""
+    columns = ["bar", "machine", "implementation", "side", "ratio", "low", "high", "pairs", "target", "met", "reason"]
     rows = []
     for bar in bar_defs:
         col = f"{bar['metric']}/{bar['baseline']}"
         sel = bar_rows(ratio_table, bar)
         target = bar.get("target")
         if col not in sel.columns or sel[col].isna().all():
-            rows.append({"bar": bar["name"], "ratio": None, "target": target, "met": "not measured"})
+            rows.append({"bar": bar["name"], "ratio": None, "target": target, "met": "not measured", "reason": ""})
             continue
         for _, r in sel[sel[col].notna()].sort_values(["machine", "side"]).iterrows():
             value = float(r[col])
-            met = "no target" if target is None else ("met" if value <= target else "not met")
+            low, high, pairs, others = (r.get(f"{col} {f}") for f in PAIR_FIELDS)
+            met, reason = bar_verdict(bar["metric"], value, low, high, pairs, target, others)
             rows.append({"bar": bar["name"], "machine": r["machine"], "implementation": r["implementation"],
-                         "side": int(r["side"]), "ratio": value, "target": target, "met": met})
-    return pd.DataFrame(rows, columns=["bar", "machine", "implementation", "side", "ratio", "target", "met"])
+                         "side": int(r["side"]), "ratio": value, "low": low, "high": high, "pairs": pairs,
+                         "target": target, "met": met, "reason": reason})
+    return pd.DataFrame(rows, columns=columns)
 
 
 # ------------------------------------------------------------------------- wins and losses
@@ -249,6 +322,7 @@ def summary_markdown(results: Results, ratio_table: pd.DataFrame, bar_table: pd.
     several = df["machine"].nunique() > 1
     m = "machine" if several else ""
     lines = [f"<!-- {generated} -->", "# ConvNN benchmark report", ""]
+    lines += host_lines(results.sources)
     lines += ["## Wins and losses", "",
               "Forward, ratio = ConvNN / baseline (time, or peak tensor memory) over the sizes measured; "
               "bars below give every size and forward+backward.", ""]
@@ -258,21 +332,31 @@ def summary_markdown(results: Results, ratio_table: pd.DataFrame, bar_table: pd.
     methods = sorted(df["memory_method"].dropna().unique())
     rss = sorted(df["rss_method"].dropna().unique())
     lines += ["", "Timing: " + "; ".join(timers or ["–"]) + ". Median and IQR per case; rows with IQR/median > 10% are flagged.",
+              "Time ratios: each ConvNN row and the baseline it is divided by are timed alternately in one process "
+              "(A B, B A, ...), one ratio per pair; the median of the pair ratios with its 95% interval (order "
+              "statistics) and the pair count. A ratio without pairs (older results) is marked unpaired.",
               "Peak tensor memory: " + "; ".join(methods or ["–"]) + ".",
               "Process memory: peak RSS over warm-up and timed rounds, " + ("; ".join(rss) if rss else "not recorded") + ".", ""]
     lines += _correctness(df, results.notes, several)
-    lines += ["## Bars", "", "Ratio = ConvNN / baseline (time, or peak tensor memory); a target, where a bar has one, is "
-              "the ratio aimed at.", ""]
-    lines.append(markdown_table(bar_table, ["bar", m, "implementation", "side", "ratio", "target", "met"]))
+    lines += ["## Bars", "", "Ratio = ConvNN / baseline (time: median of interleaved pairs, with its 95% interval and "
+              "the number of pairs; or peak tensor memory); a target, where a bar has one, is the ratio aimed at. A time "
+              "bar is met or not met only when its whole interval lies on one side of the target; otherwise it is "
+              "inconclusive, with the reason.", ""]
+    lines += _verdict_counts(bar_table)
+    shown = bar_table.assign(interval=[_interval(lo, hi) for lo, hi in zip(bar_table["low"], bar_table["high"])])
+    lines.append(markdown_table(shown, ["bar", m, "implementation", "side", "ratio", "interval", "pairs", "target", "met",
+                                        "reason"]))
     lines += ["## Ratios to the baselines", ""]
     for name, b in results.baselines.items():
         lines.append(f"- `{name}`: {b['label']}; compared with {', '.join(b['compared_with'])} rows.")
     lines += ["", "Below 1: ConvNN is cheaper than the baseline.", ""]
-    ratio_cols = [c for c in ratio_table.columns if c.startswith(("time/", "memory/"))]
+    ratio_cols = [c for c in ratio_table.columns if c.startswith(("time/", "memory/")) and " " not in c]
     show = [m, "implementation", "mode", "k", "side", "B", "dtype", "direction", "median_ms", *ratio_cols]
     if not ratio_table.empty:
         ratio_table = ratio_table.assign(median_ms=ratio_table["median"] * 1e3)
         ratio_table = ratio_table.sort_values(["machine", "mode", "dtype", "direction", "k", "side"])
+        ratio_table = ratio_table.assign(**{c: _ratio_cells(ratio_table, c) for c in ratio_cols if c.startswith("time/")})
+    lines += ["Time ratios: median of the pairs [95% interval] n=pairs; *unpaired*: the ratio of two medians timed apart.", ""]
     lines.append(markdown_table(ratio_table, show))
     lines += ["## Memory: peak tensor memory and process RSS", "",
               "Tensor: the allocator's high-water mark during one call (device memory on GPUs). RSS: the whole "
@@ -298,6 +382,63 @@ def summary_markdown(results: Results, ratio_table: pd.DataFrame, bar_table: pd.
     if figures:
         lines += ["## Figures", ""] + [f"![{f}]({f})" for f in figures] + [""]
     return "\n".join(lines)
+
+
+def _interval(low: object, high: object) -> str:
+    if _missing(low) or _missing(high):
+        return "–"
+    return f"[{float(low):.3g}–{float(high):.3g}]"  # type: ignore[arg-type]
+
+
+def _ratio_cells(table: pd.DataFrame, col: str) -> list[str]:
+    """``time/<baseline>`` as text: median [interval] n=pairs, or the unpaired ratio marked."""
+    cells = []
+    for value, low, high, pairs in zip(table[col], table[f"{col} low"], table[f"{col} high"], table[f"{col} pairs"]):
+        if _missing(value):
+            cells.append("–")
+        elif _missing(pairs):
+            cells.append(f"{value:.3g} *unpaired*")
+        else:
+            cells.append(f"{value:.3g} {_interval(low, high)} n={int(pairs)}")
+    return cells
+
+
+def _verdict_counts(bar_table: pd.DataFrame) -> list[str]:
+    if bar_table.empty:
+        return []
+    counts = {k: int(v) for k, v in bar_table["met"].value_counts().items()}
+    text = ", ".join(f"{v} {k}" for k, v in counts.items())
+    return [f"Verdicts: {text}.", ""]
+
+
+def host_lines(sources: list[Source]) -> list[str]:
+    """The report's host section: per results file and run, the threads used and why, the load
+    averages at the start and end, the cores other processes used during the sweep, the thread
+    pools, the governor, GPU clocks and other GPU processes; warnings first."""
+    lines = ["## Host and threads", ""]
+    warnings = []
+    for s in sources:
+        if not s.host:
+            lines.append(f"- `{s.file}`: the host's load and thread settings were not recorded (results of the older stopwatch).")
+            continue
+        for run in s.host:
+            start, end = run.get("start") or {}, run.get("end") or {}
+            pools = ", ".join(f"{k}={start.get(k)}" for k in ("torch_threads", "torch_interop_threads", "OMP_NUM_THREADS",
+                                                             "MKL_NUM_THREADS", "faiss_threads") if k in start)
+            text = (f"- `{s.file}` run {run.get('run')}: **{run.get('threads')} CPU thread(s)** ({run.get('threads_why')}); "
+                    f"{start.get('cores')} cores; load average {start.get('load_average')} at the start, "
+                    f"{end.get('load_average') if end else 'not recorded (the run stopped)'} at the end")
+            if run.get("others_cores") is not None:
+                text += (f"; other processes used {run['others_cores']:.2f} cores on average during the sweep "
+                         f"({run.get('others_cpu_s')} CPU s in {run.get('wall_s')} s)")
+            text += f"; thread pools: {pools}; frequency governor: {start.get('governor') or 'not readable'}"
+            gpu = start.get("gpu")
+            if gpu:
+                text += f"; GPU clocks {gpu.get('gpus')}, other GPU processes {gpu.get('other_processes') or 'none'}"
+            lines.append(text + ".")
+            if run.get("warning"):
+                warnings.append(f"**Warning** (`{s.file}`): {run['warning']}.")
+    return [*lines, "", *[w + "  " for w in warnings], ""] if warnings else [*lines, ""]
 
 
 def _correctness(df: pd.DataFrame, notes: list[dict[str, Any]], several: bool) -> list[str]:

@@ -40,9 +40,9 @@ def test_headline_counts_equivalent_mutants_apart() -> None:
 
 
 def test_default_tests_cover_the_whole_equivalence_suite() -> None:
-    """The ordered file list of the mutation runs is every property file, none left out, and the
-    engine's reruns of them."""
+    """The ordered file list of the mutation runs is every property file, none left out, the
+    engine's reruns of them, and the benchmark stopwatch's decision tests."""
     from suites.mutation.runner import DEFAULT_TESTS
 
     files = {p.relative_to(ROOT).as_posix() for p in (ROOT / "suites" / "equivalence").glob("test_*.py")}
-    assert set(DEFAULT_TESTS) == files | {"suites/test_engine.py"}
+    assert set(DEFAULT_TESTS) == files | {"suites/test_engine.py", "suites/bench/test_stopwatch.py"}

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from suites import jsonl
-from suites.bench import journal, lifeline
+from suites.bench import host, journal, lifeline
 from suites.bench.cases import Case, unsupported
 from suites.bench.machine import commit_info, machine_info
 from suites.bench.presets import PRESETS, definitions, get_preset
@@ -61,9 +61,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--impl", action="append", default=None, help="implementation(s) timed as ConvNN (default: reference)")
     p.add_argument("--gpus", type=int, default=None, help="GPUs to spread over (default: all visible, CUDA sweeps only)")
     p.add_argument("--case-timeout", type=float, default=900.0, help="hard per-case limit in seconds (pytest-timeout)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads of the timed process (OMP_NUM_THREADS; default: torch's). On a host shared with other "
-                        "jobs, 1 avoids OpenMP threads spinning at barriers while the other core is taken")
+    p.add_argument("--threads", type=_threads, default=1,
+                   help="CPU threads of the timed process (torch, OpenMP, MKL and faiss pools). Default 1: no OpenMP "
+                        "thread can wait at a barrier for a core another job holds, and the count (which a ratio depends "
+                        "on) does not follow the load. 'auto': the cores other processes left idle at the start (1 on a "
+                        "busy host)")
     p.add_argument("--retry", action="append", choices=("crashed", "error", "oom", "time_limit", "wrong"),
                    help="on resume, rerun cases whose recorded status is this (repeatable)")
     p.add_argument("--budget-s", type=float, default=None,
@@ -75,6 +77,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--note", action="append", default=[], metavar="[FIELD=VALUE,...:]TEXT",
                    help="with --annotate: a note for the report, on the rows matching the fields (repeatable)")
     return p.parse_args(argv)
+
+
+def _threads(text: str) -> int | str:
+    """``--threads``: 'auto' or a positive count."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--threads must be 'auto' or a positive integer, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--threads must be at least 1, not {value}")
+    return value
+
+
+def choose_threads(requested: int | str, default: bool) -> tuple[int, str]:
+    """The thread count the sweep runs with and why: ``requested``, or for 'auto' the idle
+    cores seen over half a second (`host.choose_threads`); a count above the idle cores is
+    said with the warning."""
+    n_cores = host.cores()
+    others = host.sample_others(0.5)
+    seen = "unknown (no /proc)" if others is None else f"other processes used {others:.2f} of {n_cores} cores at the start"
+    if requested == "auto":
+        return host.choose_threads(n_cores, others), f"--threads auto: {seen}"
+    threads = int(requested)
+    why = ("the default: one thread never waits for a busy core, and a ratio's thread count does not follow the load"
+           if default else "--threads")
+    if threads > host.choose_threads(n_cores, others):
+        return threads, f"{why}; WARNING: more than the idle cores ({seen}): OpenMP threads may wait at barriers, use --threads 1"
+    return threads, f"{why}; {seen}"
 
 
 def result_stem(preset: str, device: str) -> str:
@@ -111,8 +143,8 @@ def pytest_command(args: argparse.Namespace, device: str, journal_path: Path, gp
     env = dict(os.environ)
     env[lifeline.PARENT_ENV] = str(os.getpid())
     env[journal.RUN_ENV] = args.run
-    if args.threads is not None:
-        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)
+    if isinstance(args.threads, int):
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = env[host.THREADS_ENV] = str(args.threads)
     if args.deadline is not None:
         env["CONVNN_BENCH_DEADLINE"] = f"{args.deadline:.3f}"
     if gpus > 1 and not _installed("xdist"):
@@ -221,6 +253,7 @@ def assemble(journal_path: Path, out_path: Path, preset: str, cases: list[Case],
     rows = [r for r in journal.rows(records) if r["param"] in ids]
     head = header(preset, cases, command)
     head["convnn_bench"]["peaks"] = [{"device": d, "dtype": t, "gflops": g} for (d, t), g in journal.peaks(records).items()]
+    head["convnn_bench"]["host"] = host_summary(records)
     doc = {
         "generated_by": f"{command} (assembled from {journal_path.name}); do not edit",
         "machine_info": head["machine_info"],
@@ -280,10 +313,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"convnn bench: added the baselines and bars of preset {args.preset} to {args.annotate}", flush=True)
         return 0
     device = args.device or ("cuda" if gpu_count() > 0 else "cpu")
-    if args.threads is not None:  # the header's torch_threads then says what the child runs with
-        import torch
-
-        torch.set_num_threads(args.threads)
     impls = _impls(args)
     case_list = preset.cases(device, tuple(impls))
     if args.list:
@@ -322,10 +351,50 @@ def main(argv: list[str] | None = None) -> int:
                 path.unlink(missing_ok=True)
         args.deadline = time.time() + args.budget_s if args.budget_s else None
         args.run = uuid.uuid4().hex[:12]
+        given = sys.argv[1:] if argv is None else argv
+        args.threads, why = choose_threads(args.threads, default=not any(a.startswith("--threads") for a in given))
+        host.apply_threads(args.threads)  # the header's thread settings are then the child's
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)  # as the child gets them
+        print(f"convnn bench: {args.threads} CPU thread(s) ({why})", flush=True)
+        gpu = device.startswith("cuda")
+        journal.append(journal_path, {"type": "host", "when": "start", "run": args.run, "threads": args.threads,
+                                      "threads_why": why, **host.snapshot(with_gpu=gpu)})
         journal.append(journal_path, {"type": "meta", "run": args.run, **header(args.preset, case_list, command)})
         stopped_by = sweep(args, device, journal_path, lock, {c.id: c for c in case_list})
+        journal.append(journal_path, {"type": "host", "when": "end", "run": args.run, **host.snapshot(with_gpu=gpu)})
+        _say_host(journal_path, args.run)
         _report_rows(assemble(journal_path, json_path, args.preset, case_list, command), case_list, json_path)
         return 0 if stopped_by is None else 128 + int(stopped_by)
+
+
+def host_summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per run of the sweep (a resumed sweep has several): the host at its start and end, the
+    threads it used and the CPU time other processes took in between (`host.between`)."""
+    runs: dict[str, dict[str, Any]] = {}
+    for r in records:
+        if r.get("type") == "host" and r.get("run"):
+            runs.setdefault(str(r["run"]), {})[str(r.get("when"))] = r
+    out = []
+    for run, ends in runs.items():
+        start, end = ends.get("start"), ends.get("end")
+        entry: dict[str, Any] = {"run": run, "start": start, "end": end,
+                                 "threads": (start or {}).get("threads"), "threads_why": (start or {}).get("threads_why")}
+        if start and end:
+            entry.update(host.between(start, end))
+            entry["warning"] = host.busy_warning(entry["others_cores"], int(start.get("cores") or 1),
+                                                 int(start.get("threads") or 1))
+        out.append(entry)
+    return out
+
+
+def _say_host(journal_path: Path, run: str) -> None:
+    """Print what other processes took during this run, and the warning when that was much."""
+    for entry in host_summary(journal.read_all(journal_path)):
+        if entry["run"] == run and entry.get("others_cores") is not None:
+            print(f"convnn bench: other processes used {entry['others_cores']:.2f} cores on average during the sweep "
+                  f"({entry['others_cpu_s']:.0f} CPU s in {entry['wall_s']:.0f} s)", flush=True)
+            if entry.get("warning"):
+                print(f"convnn bench: WARNING: {entry['warning']}", flush=True)
 
 
 def _report_rows(n: int, cases: list[Case], path: Path) -> int:

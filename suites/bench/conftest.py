@@ -2,6 +2,10 @@
 its one-writer lock), the progress line, the machine-info hook, GPU pinning under pytest-xdist,
 and the tie to the runner (`lifeline`: this process dies with the runner that started it).
 
+Threads: the runner passes the thread count it chose (``CONVNN_BENCH_THREADS``, `host`); this
+process sets torch's and faiss's pools to it before any case. The progress line names it and,
+when other processes used the host during a case, says so and what to do.
+
 Options (each also read from an environment variable, so plain ``pytest suites`` works):
   --bench-preset NAME   smoke (default), default, canonical, full      CONVNN_BENCH_PRESET
   --bench-device DEV    cpu or cuda (default: the preset's)            CONVNN_BENCH_DEVICE
@@ -26,10 +30,10 @@ import pytest
 import torch
 
 from suites import jsonl
-from suites.bench import journal, lifeline, measure
+from suites.bench import host, journal, lifeline, measure
 from suites.bench.cases import Case, unsupported
 from suites.bench.machine import extra_machine_info
-from suites.bench.presets import Preset, get_preset
+from suites.bench.presets import Preset, get_preset, partners
 from suites.bench.record import measure_case
 from suites.implementations import Implementation, load_implementation
 
@@ -68,6 +72,9 @@ def pytest_configure(config: pytest.Config) -> None:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
         if "," in visible:
             raise pytest.UsageError(f"xdist worker {worker} sees several GPUs ({visible}); the runner pins one per worker")
+    threads = os.environ.get(host.THREADS_ENV)
+    if threads:
+        host.apply_threads(int(threads))
     path = _option(config, "--bench-journal")
     if path and not worker:
         config.stash[_LOCK] = _journal_lock(Path(path))
@@ -126,9 +133,17 @@ class BenchState:
         self.pending_line: str | None = None
         self.total_cost = 0.0  # estimated cost of this session's cases (see `_cost`)
         self.done_cost = 0.0
+        self.all_cases = self.cases()
+        self.cpu = host.cpu_sample()  # for the cores other processes used during each case
+        self.cores = host.cores()
+        self.warned = False
 
     def cases(self) -> list[Case]:
         return self.preset.cases(self.device, tuple(self.impls))
+
+    def partners(self, case: Case) -> list[tuple[str, Case]]:
+        """The baseline cases ``case`` is timed against in pairs (`presets.partners`)."""
+        return partners(case, self.all_cases)
 
     def peak(self, device: str, dtype: str) -> float | None:
         """The device's matmul GFLOP/s in ``dtype``, measured once per run (kept in the journal)."""
@@ -154,6 +169,7 @@ class BenchState:
         if reason is not None:
             pytest.skip(f"{case.implementation} does not support this case: {reason}")
         self._write({"type": "start", "id": case.id, "run": os.environ.get(journal.RUN_ENV)})
+        self.cpu = host.cpu_sample()
         row = measure_case(
             case,
             impl,
@@ -162,7 +178,9 @@ class BenchState:
             timed=self.timed,
             peak_gflops=self.peak(case.device, case.dtype),
             nodeid=nodeid,
+            partners=self.partners(case),
         )
+        row["extra_info"]["others_cores"] = host.others_cores(self.cpu, host.cpu_sample())
         self._write({"type": "row", "row": row})
         self.finished += 1
         self._progress(case, row)
@@ -177,18 +195,30 @@ class BenchState:
         done = self.already + self.finished
         total = max(self.total, done)
         elapsed = time.monotonic() - self.started_at
-        self.done_cost += _cost(case)
+        self.done_cost += _cost(case, len(self.partners(case)))
         eta = elapsed / self.done_cost * max(0.0, self.total_cost - self.done_cost)
         median = info.get("median")
         timing = f"{median * 1e3:9.2f} ms" if median else "   untimed  "
         verdict = info.get("verdict") or "-"
-        self.pending_line = f"[{done:4d}/{total}] {case.id:<66} {timing} {verdict} {info['status']:<10} ETA {_clock(eta)}"
+        ratios = " ".join(f"/{name} {p['median']:.2f}[{p['low']:.2f}-{p['high']:.2f}]n{p['n']}"
+                          for name, p in (info.get("pairs") or {}).items() if "median" in p)
+        others = info.get("others_cores")
+        line = (f"[{done:4d}/{total}] {case.id:<66} {timing} {verdict} {info['status']:<10} "
+                f"thr={torch.get_num_threads()} ETA {_clock(eta)}{' ' + ratios if ratios else ''}")
+        if host.busy(others):
+            line += f"  ! host busy: others used {others:.2f} of {self.cores} cores"
+            warning = host.busy_warning(others, self.cores, torch.get_num_threads())
+            if not self.warned and warning:
+                line += "\n  " + warning
+                self.warned = True
+        self.pending_line = line
 
 
-def _cost(case: Case) -> float:
+def _cost(case: Case, pairs: int = 0) -> float:
     """A case's expected cost for the ETA: its FLOPs plus a fixed per-case overhead (warm-up,
-    gold, memory pass) expressed in FLOPs."""
-    return measure.flops(case)[1] + 5e9
+    gold, memory pass) expressed in FLOPs, and as much again for each baseline it is paired
+    with (the pair budget is about twice the rounds' target)."""
+    return (measure.flops(case)[1] + 5e9) * (1 + 2 * pairs)
 
 
 def _clock(seconds: float) -> str:
@@ -247,7 +277,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             bench = [it for it in bench if it not in skipped]
         state.already = len(skipped)
     state.total = state.already + len(bench)
-    state.total_cost = sum(_cost(it.callspec.params["case"]) for it in bench)
+    state.total_cost = sum(_cost(c, len(state.partners(c))) for c in (it.callspec.params["case"] for it in bench))
 
 
 @pytest.fixture(scope="session")

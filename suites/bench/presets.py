@@ -3,8 +3,8 @@ comparisons its report leads with); `measure` does the rest.
 
 - ``smoke``: tiny shapes, every mode, baseline and direction once; what ``make verify`` runs
   (with ``--benchmark-disable``) and what plain ``pytest suites`` collects. Under a minute.
-- ``default``: this project's CPU sweep (B = 8, C = 64, float32), under 15 minutes on 2 cores,
-  holding every configuration its bars are read from.
+- ``default``: this project's CPU sweep (B = 8, C = 64, float32), about 15 minutes on one
+  thread (its 70 pair sets about 9 of them), holding every configuration its bars are read from.
 - ``canonical``: a fixed small set (forward, 32×32, B = 8, C = 64, float32) whose numbers two
   users can compare across machines.
 - ``full``: for GPU hosts: resolutions up to 128², more k, bfloat16 and float16 beside float32.
@@ -23,6 +23,7 @@ from typing import Any
 
 from suites.bench.baselines import BASELINES
 from suites.bench.cases import Case
+from suites.bench.paired import PairPlan
 
 FWD, BOTH = ("forward",), ("forward", "forward+backward")
 
@@ -31,12 +32,20 @@ FWD, BOTH = ("forward",), ("forward", "forward+backward")
 class Timing:
     """Rounds are planned so one case's timed loop takes about ``target_s`` (within
     [min_rounds, max_rounds]); a first call slower than ``call_limit_s`` stops the case with
-    status ``time_limit``."""
+    status ``time_limit``. A ConvNN row's pairs with each baseline it is divided by
+    (`paired`): about ``pair_budget_s`` per baseline, at least ``min_pairs`` (however slow the
+    calls) and at most ``max_pairs``."""
 
     min_rounds: int = 3
     max_rounds: int = 30
     target_s: float = 1.0
     call_limit_s: float = 60.0
+    pair_budget_s: float = 2.0
+    min_pairs: int = 12
+    max_pairs: int = 200
+
+    def pair_plan(self) -> PairPlan:
+        return PairPlan(budget_s=self.pair_budget_s, min_pairs=self.min_pairs, max_pairs=self.max_pairs)
 
 
 @dataclass(frozen=True)
@@ -220,16 +229,40 @@ def _tiny(device: str, impls: tuple[str, ...]) -> list[Case]:
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset("smoke", "tiny shapes, every mode, baseline and direction once", _smoke, timing=Timing(1, 3, 0.02, 10.0)),
-        Preset("default", "CPU sweep, B=8, C=64, float32; holds every bar", _default, timing=Timing(3, 15, 1.0, 60.0), bars=BARS),
-        Preset("canonical", "fixed forward set at 32x32 for comparing machines", _canonical, timing=Timing(10, 50, 2.0, 60.0),
-               bars=BARS),
-        Preset("full", "GPU sweep up to 128x128, float32/bfloat16/float16", _full, device="cuda", timing=Timing(5, 50, 0.3, 20.0),
-               bars=BARS),
+        Preset("smoke", "tiny shapes, every mode, baseline and direction once", _smoke,
+               timing=Timing(1, 3, 0.02, 10.0, pair_budget_s=0.05, min_pairs=6)),
+        Preset("default", "CPU sweep, B=8, C=64, float32; holds every bar", _default,
+               timing=Timing(3, 15, 1.0, 60.0, pair_budget_s=2.0, min_pairs=10), bars=BARS),
+        Preset("canonical", "fixed forward set at 32x32 for comparing machines", _canonical,
+               timing=Timing(10, 50, 2.0, 60.0, pair_budget_s=4.0, min_pairs=20), bars=BARS),
+        Preset("full", "GPU sweep up to 128x128, float32/bfloat16/float16", _full, device="cuda",
+               timing=Timing(5, 50, 0.3, 20.0, pair_budget_s=1.0, min_pairs=12), bars=BARS),
         Preset("tiny", "six small forward cases of about a second each (the runner's tests)", _tiny,
-               timing=Timing(3, 5000, 0.6, 10.0)),
+               timing=Timing(3, 5000, 0.6, 10.0, pair_budget_s=0.2, min_pairs=6)),
     )
 }
+
+
+def partners(case: Case, cases: Iterable[Case]) -> list[tuple[str, Case]]:
+    """The baseline cases a ConvNN ``case`` is timed against in interleaved pairs: for every
+    baseline whose ``compared_with`` names the case's mode, the preset's case of that baseline
+    equal to ``case`` on the baseline's ``match`` fields (the same rule by which the report
+    divides rows, so every time ratio it states is a paired one). Baseline rows pair with
+    nothing. Returns (baseline name, baseline case) in `BASELINES` order."""
+    if case.implementation in BASELINES:
+        return []
+    pool = list(cases)
+    mine = case.fields()
+    out = []
+    for name, baseline in BASELINES.items():
+        if case.mode not in baseline.compared_with:
+            continue
+        for other in pool:
+            theirs = other.fields()
+            if other.implementation == name and all(mine.get(f) == theirs.get(f) for f in baseline.match):
+                out.append((name, other))
+                break
+    return out
 
 
 def definitions(preset: Preset, cases: Iterable[Case]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from suites.bench import measure
+from suites.bench import measure, paired
 from suites.bench.cases import Case, build
 from suites.bench.presets import Timing
 from suites.implementations import Implementation
@@ -32,10 +32,12 @@ def measure_case(
     timed: bool,
     peak_gflops: float | None,
     nodeid: str = "",
+    partners: list[tuple[str, Case]] | None = None,
 ) -> dict[str, Any]:
     """Run ``case``: warm-up, timed rounds (through ``benchmark.pedantic`` when pytest-benchmark
     is enabled, else our own loop; none when ``timed`` is False), both under `ProcessPeak`; one
-    memory-tracked call, and the verdict. Returns the row."""
+    memory-tracked call, and the verdict; then, timed and ok, the interleaved pairs with each of
+    ``partners`` (baseline name, baseline case). Returns the row."""
     started = time.perf_counter()
     info: dict[str, Any] = dict(case.fields())
     info.update(status="ok", message="", torch_threads=torch.get_num_threads(),
@@ -65,6 +67,8 @@ def measure_case(
             info.update(v)
             if v["verdict"] == "✗":
                 info.update(status="wrong", message=f"max error {v['error']:.3g} > bound {v['bound']:.3g}")
+        if info["status"] == "ok" and timed and partners:
+            info["pairs"] = {name: _pairs(work.run, other, case.device, timing) for name, other in partners}
     except torch.cuda.OutOfMemoryError as exc:
         info.update(status="oom", message=str(exc).splitlines()[0][:300])
     except RuntimeError as exc:
@@ -93,6 +97,20 @@ def measure_case(
     }
 
 
+def _pairs(run: Any, other: Case, device: str, timing: Timing) -> dict[str, Any]:
+    """The pair record of ``run`` against the baseline case ``other`` (built here, on its own
+    seeded inputs of the same shape), or what stopped it."""
+    try:
+        work = build(other, None)
+        clock = paired.choose_clock(device, torch.get_num_threads())
+        record = paired.measure_pairs(run, work.run, timing.pair_plan(), sync=lambda: measure.synchronize(device), clock=clock)
+    except Exception as exc:  # a baseline that fails leaves the row and its other pairs intact
+        return {"baseline_case": other.id, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    finally:
+        _release(device)
+    return {"baseline_case": other.id, **record}
+
+
 def _time(fn: Any, device: str, rounds: int, benchmark: Any | None) -> tuple[list[float], str]:
     """Per-call seconds over ``rounds`` rounds, and which timer took them."""
     if benchmark is not None and getattr(benchmark, "enabled", False):
@@ -116,6 +134,8 @@ def _derived(case: Case, info: dict[str, Any], stats: dict[str, Any] | None, pea
         median=median,
         iqr=iqr,
         rounds=stats["rounds"],
+        q1=float(stats["q1"]),
+        q3=float(stats["q3"]),
         warning=measure.noise_warning(median, iqr),
         gflops=gflops,
         useful_gflops=useful / median / 1e9 if median > 0 else None,

@@ -56,6 +56,27 @@ def _rows(scale: float = 1.0, dtype: str = "float32") -> list[dict]:
     rows.append(_row("reference", "feature", 9, 64, 1e-3, 400_000, B=16, dtype=dtype))
     rows.append(_row("dense-naive", "feature", 9, 64, 1e-2, 8_000_000, B=16, dtype=dtype))
     rows.append(_row("sdpa", "attention", 4096, 64, 1e-4, 200_000, B=16, dtype=dtype))
+    return _with_pairs(rows)
+
+
+def _with_pairs(rows: list[dict], spread: float = 0.05, n: int = 20) -> list[dict]:
+    """The interleaved pairs the sweep records on each ConvNN row: for every baseline row it is
+    divided by, a median equal to the medians' ratio and an interval of +-``spread``."""
+    baselines = {b["name"]: b for b in DEFS["baselines"]}
+    infos = [r["extra_info"] for r in rows]
+    for info in infos:
+        if info["implementation"] in baselines or info["median"] is None:
+            continue
+        pairs = {}
+        for other in infos:
+            b = baselines.get(other["implementation"])
+            if b is None or other["median"] is None or info["mode"] not in b["compared_with"]:
+                continue
+            if all(info.get(f) == other.get(f) for f in b["match"]):
+                ratio = info["median"] / other["median"]
+                pairs[b["name"]] = {"median": ratio, "low": ratio * (1 - spread), "high": ratio * (1 + spread), "n": n,
+                                    "others_cores": 0.0}
+        info["pairs"] = pairs
     return rows
 
 
@@ -113,6 +134,9 @@ def test_bars_and_wins_losses_read_the_sweeps_definitions() -> None:
     assert position.loc[32, "ratio"] == pytest.approx(2.0) and position.loc[32, "met"] == "not met"
     math_bar = bars[bars["bar"].str.startswith("attention k=N vs SDPA math") & bars["bar"].str.endswith(", forward")]
     assert (math_bar["met"] == "met").all() and math_bar["ratio"].tolist() == pytest.approx([2 / 3] * 5)
+    timed = bars[bars["bar"].str.contains(", time") & bars["met"].isin(["met", "not met"])]
+    assert len(timed) > 10 and (timed["pairs"] == 20).all()
+    assert position.loc[32, "low"] == pytest.approx(1.9) and position.loc[32, "high"] == pytest.approx(2.1)
     lines = tables.wins_losses(df, ratio_table, DEFS["bars"])
     faster, slower = lines[0], lines[1]
     assert faster.startswith("- **ConvNN faster or leaner**") and "attention k=N vs SDPA math backend, time: 0.67×" in faster

@@ -363,4 +363,40 @@ MUTANTS: tuple[Mutant, ...] = (
         "",
         "the sequence form accepts (and ignores) a stride",
     ),
+    # ------------------------------------------------------ the benchmark's stopwatch (its decisions)
+    Mutant(
+        "bar-verdict-straddle-decides",
+        "reports/tables.py",
+        "    if low <= target < high:\n",
+        "    if False:\n",
+        "a bar whose interval straddles its target is decided by the interval's upper end (never inconclusive)",
+    ),
+    Mutant(
+        "bar-verdict-busy-host-ignored",
+        "reports/tables.py",
+        "and others_cores >= BUSY_CORES:",
+        "and others_cores >= 1e9:",
+        "a bar timed on a busy host is decided even when its interval grazes the target",
+    ),
+    Mutant(
+        "median-interval-rank-off-by-one",
+        "suites/bench/intervals.py",
+        "            rank = cand\n",
+        "            rank = cand + 1\n",
+        "the order-statistics interval of the median one rank too narrow on each side (coverage below 95%)",
+    ),
+    Mutant(
+        "threads-ignore-the-load",
+        "suites/bench/host.py",
+        "taken = max(0, math.ceil(others - BUSY_CORES))",
+        "taken = 0",
+        "the default thread count takes every core, busy ones included (OpenMP threads wait at barriers)",
+    ),
+    Mutant(
+        "pairs-never-alternate",
+        "suites/bench/paired.py",
+        "            if len(blocks_a) % 2 == 0:\n",
+        "            if True:\n",
+        "interleaved pairs always run the ConvNN call first (an order effect lands on one side)",
+    ),
 )

@@ -47,7 +47,8 @@ _EQUIVALENCE_FILES = tuple(
         "test_torch_claims",
     )
 )
-DEFAULT_TESTS = (*_EQUIVALENCE_FILES, "suites/test_engine.py")
+#: The benchmark stopwatch's decision logic (intervals, verdicts, threads), a few seconds.
+DEFAULT_TESTS = (*_EQUIVALENCE_FILES, "suites/test_engine.py", "suites/bench/test_stopwatch.py")
 
 
 @dataclass
