@@ -106,9 +106,9 @@ def result_files(paths: Iterable[str | Path]) -> list[Path]:
 
 def machine_label(info: dict[str, Any]) -> str:
     """Host name and its device: the first GPU's name, else the CPU model and thread count."""
-    gpus = info.get("gpus") if isinstance(info.get("gpus"), list) else []
-    first = gpus[0] if gpus and isinstance(gpus[0], dict) else {}
-    cpu_info = info.get("cpu") if isinstance(info.get("cpu"), dict) else {}
+    gpus = info.get("gpus")
+    first: dict[str, Any] = gpus[0] if isinstance(gpus, list) and gpus and isinstance(gpus[0], dict) else {}
+    cpu_info: dict[str, Any] = info["cpu"] if isinstance(info.get("cpu"), dict) else {}
     cpu = info.get("cpu_model") or cpu_info.get("brand_raw") or info.get("processor") or "cpu"
     if first.get("name"):
         device = str(first["name"])
@@ -308,7 +308,7 @@ def checked_document(doc: dict[str, Any], file: str, kind: str, skipped: list[Sk
         what = "no 'benchmarks'" if "benchmarks" not in doc else f"its 'benchmarks' is {_kind(doc['benchmarks'])}"
         skipped.append(Skipped(file, None, f"{what}, not an array of rows: not a benchmark results file"))
     benchmarks = []
-    rows = doc.get("benchmarks") if isinstance(doc.get("benchmarks"), list) else []
+    rows: list[Any] = doc["benchmarks"] if isinstance(doc.get("benchmarks"), list) else []
     for i, bench in enumerate(rows):
         where = f"benchmark #{i}" + (f" ({bench.get('param')})" if isinstance(bench, dict) and isinstance(bench.get("param"), str) else "")
         why = _benchmark_problem(bench)

@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 Record = dict[str, Any]
 
@@ -138,7 +138,7 @@ def read_json_object(path: str | Path, *, label: str | None = None) -> tuple[Rec
 # --------------------------------------------------------------------------- journal records
 
 
-def is_number(value: object) -> bool:
+def is_number(value: object) -> TypeGuard[int | float]:
     """A JSON number (not a boolean)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 

@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "reports" / "samples" / "cpu" / "default-vm-cpu.json"
 #: Ten forward rows at 16×16: ConvNN rows and the baselines they are divided by.
 SIDE, DIRECTION = 16, "forward"
+#: A string field as a hostile file writes it: a heading, a table row, HTML, Markdown, a comment.
+HOSTILE = "x\n# Injected heading\n| a | b |\r\n<script>alert(1)</script> `tick` **b** [l](javascript:x) <!-- \\ ~~"
 
 
 def sample_document() -> dict[str, Any]:
@@ -127,14 +129,20 @@ def test_a_damaged_results_file_is_named_and_the_others_still_read(tmp_path: Pat
 
 
 def test_torn_and_garbage_lines_are_named_in_the_report_and_on_stderr(tmp_path: Path) -> None:
-    """One end-to-end run of ``python -m reports build`` on a journal with a garbage line and a
-    torn last line, beside a truncated results file: exit 0, no traceback, every row kept, and
-    summary.md, the HTML page and stderr name each skipped line."""
+    """One end-to-end run of ``python -m reports build`` (figures included) on a journal with a
+    garbage line and a torn last line, beside a truncated results file and one whose names hold
+    mathtext (``$``) and Markdown: exit 0, no traceback, every row kept, and summary.md, the
+    HTML page and stderr name each skipped line."""
     recs = journal_records(sample_document())
     data = journal_bytes(recs[:4]) + b"\x00\x01garbage\n" + journal_bytes(recs[4:]) + b'{"type": "row", "row": {"par'
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "sweep.jsonl").write_bytes(data)
     (tmp_path / "in" / "cut.json").write_bytes(json.dumps(sample_document()).encode()[:5000])
+    named = sample_document()
+    for bench in named["benchmarks"]:
+        bench["extra_info"]["implementation"] += r" $\frac{a$ $x^$" + HOSTILE
+    named["machine_info"]["node"] = r"$\undefined$"
+    (tmp_path / "in" / "named.json").write_text(json.dumps(named), encoding="utf-8")
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, "-m", "reports", "build", str(tmp_path / "in"), "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -146,7 +154,8 @@ def test_torn_and_garbage_lines_are_named_in_the_report_and_on_stderr(tmp_path: 
     assert "`sweep.jsonl` line 5: not JSON" in summary and f"`sweep.jsonl` line {lines}: torn" in summary
     assert "`cut.json`: not JSON" in summary
     assert "Skipped input" in (out / "report.html").read_text(encoding="utf-8")
-    assert len(load.load([tmp_path / "in"]).df) == 10
+    assert (out / "time_vs_resolution.png").exists()
+    assert len(load.load([tmp_path / "in"]).df) == 20
 
 
 def test_a_resumed_writer_ends_a_torn_line_before_appending(tmp_path: Path) -> None:
@@ -209,8 +218,6 @@ def test_annotate_refuses_a_damaged_file_by_name(tmp_path: Path, capsys: pytest.
     assert f"cannot annotate {path}: its 'benchmarks' is not a JSON array" in capsys.readouterr().err
     assert path.read_bytes() == b'{"benchmarks": 3}'
 
-
-HOSTILE = "x\n# Injected heading\n| a | b |\r\n<script>alert(1)</script> `tick` **b** [l](javascript:x) <!-- \\ ~~"
 
 
 def _outside_code(page: str) -> str:
@@ -491,3 +498,14 @@ def test_random_corruptions_of_a_journal_and_a_results_file_never_raise(tmp_path
         check(f"definitions variant {i}", definitions)
     assert variants >= 1000
     assert not failures, f"{len(failures)} of {variants} variants failed (seed {FUZZ_SEED}):\n" + "\n".join(failures[:20])
+
+
+def test_the_shared_reader_and_escaper_use_the_standard_library_only() -> None:
+    """reports/untrusted.py and reports/markdown.py, which the suites import, pull in neither
+    pandas nor matplotlib (nor anything outside the standard library and reports/ itself)."""
+    from suites.test_design import _is_stdlib, imports
+
+    for name in ("untrusted", "markdown"):
+        path = ROOT / "reports" / f"{name}.py"
+        outside = [m for _, m in imports(path) if not _is_stdlib(m) and m.split(".")[0] != "reports"]
+        assert outside == [], f"{path.name} imports {outside}"
