@@ -15,8 +15,9 @@ import re
 #: Shown in place of a line break inside a field (a field never spans lines).
 LINE_BREAK = "↵"
 #: ASCII punctuation that Markdown or HTML could read as syntax; each is written backslash-escaped
-#: (and ``_`` unless it sits inside a word, where Markdown never reads it as emphasis).
-_SPECIAL = set("\\`*[]<>&|")
+#: (and ``_`` unless it sits inside a word, where Markdown never reads it as emphasis). ``>``
+#: needs none: with ``<`` escaped no tag can open, and a field never starts a line.
+_SPECIAL = set("\\`*[]<&|")
 #: Every character `str.splitlines` breaks on (a renderer splitting on any of them must see one line).
 _BREAKS = "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 _BREAK_RE = re.compile("\r\n|[" + re.escape(_BREAKS) + "]")

@@ -319,4 +319,4 @@ def _correctness(df: pd.DataFrame, notes: list[dict[str, Any]], several: bool) -
     cols = ["machine" if several else "", "implementation", "mode", "k", "side", "B", "dtype", "device", "direction",
             "error", "bound", "error/bound", "why"]
     return [*lines, f"{len(bad)} rows are ✗ (wrong): measured error, the bound it exceeds, and why (below the table).", "",
-            markdown_table(bad, cols), *(f"\\[{i + 1}\\] {markdown.text(r)}  " for i, r in enumerate(reasons)), ""]
+            markdown_table(bad, cols), *(f"[{i + 1}] {markdown.text(r)}  " for i, r in enumerate(reasons)), ""]

@@ -5,7 +5,8 @@ One sweep writes a journal at a time: the runner holds `lock_path` for the whole
 Records:
 - ``{"type": "meta", "run": ..., ...}``: written by the runner as a run starts: the header of
   the results file (machine and commit info, the preset, its baselines and bars), so that a
-  journal whose sweep never finished can still be read on its own;
+  journal whose sweep never finished can still be read on its own; only when the journal has
+  none yet, or cases remain and the header changed (`suites.bench.__main__.meta_needed`);
 - ``{"type": "start", "id": ..., "run": ...}`` before a case runs;
 - ``{"type": "row", "row": {...}}`` when it ends (a pytest-benchmark benchmark entry, failures
   included);

@@ -341,7 +341,7 @@ def _structured(doc: dict[str, Any], rng: random.Random) -> Any:
     """``doc`` with one part replaced by a value of another JSON type (wrong types in fields,
     non-object entries, NaN and huge numbers)."""
     doc = copy.deepcopy(doc)
-    values: list[Any] = [42, -1, 1e308, float("nan"), float("inf"), "x\n|<b>", None, True, [1, 2, 3], {"a": 1}, [], {}]
+    values: list[Any] = [42, -1, 1e308, 10**30, -(10**25), float("nan"), float("inf"), "x\n|<b>", None, True, [1, 2, 3], {"a": 1}, [], {}]
     containers: list[Any] = [doc]
     node: Any = doc
     for _ in range(rng.randrange(1, 5)):

@@ -297,7 +297,7 @@ def _comparison_cell(row: dict[str, Any], notes: dict[str, int]) -> str:
     status = row["status"]
     if status == "skipped":
         reason = str(row.get("reason") or "(no reason given)")
-        return f"skipped \\[{notes.setdefault(reason, len(notes) + 1)}\\]"
+        return f"skipped [{notes.setdefault(reason, len(notes) + 1)}]"
     if status not in records.BAD_STATUSES:
         return md.text(status)
     parts = [f"**{status}**"]
