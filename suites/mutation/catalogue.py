@@ -376,6 +376,14 @@ MUTANTS: tuple[Mutant, ...] = (
         tests=("suites/bench/test_untrusted_files.py",),
     ),
     Mutant(
+        "report-skip-section-dropped",
+        "reports/load.py",
+        "    if not skipped:\n        return []\n    files = len(",
+        "    if skipped or not skipped:\n        return []\n    files = len(",
+        "the report reads around damaged input but its summary never says what it left out",
+        tests=("suites/bench/test_untrusted_files.py",),
+    ),
+    Mutant(
         "conformance-skip-reason-unescaped",
         "suites/conformance/report.py",
         'f"| {md.text(reason)} | {n} |"',
