@@ -406,7 +406,8 @@ def _intact_params(data: bytes, original: list[bytes]) -> set[str]:
 def _report_names_what_it_skipped(results: load.Results, summary: str) -> None:
     section = skipped_section(summary)
     for entry in results.skipped:
-        assert markdown.text(entry.reason) in section, f"not named in summary.md: {entry}"
+        named = markdown.code(entry.file) + (f" line {entry.line}" if entry.line is not None else "")
+        assert f"{named}: {markdown.text(entry.reason)}" in section, f"not named in summary.md: {entry}"
 
 
 def test_random_corruptions_of_a_journal_and_a_results_file_never_raise(tmp_path: Path) -> None:
@@ -446,9 +447,10 @@ def test_random_corruptions_of_a_journal_and_a_results_file_never_raise(tmp_path
 
     for i in range(VARIANTS):
         full = i % FULL_EVERY == 0
-        if i % 4 == 3:  # the journal: a record replaced by a corrupted record, or bytes corrupted
-            bad = list(recs)
-            bad[rng.randrange(len(bad))] = _structured(rng.choice(recs), rng)
+        if i % 4 == 3:  # the journal: a record replaced by a corrupted one or by a non-object, or bytes corrupted
+            bad: list[Any] = list(recs)
+            replacement = _structured(rng.choice(recs), rng) if i % 8 == 3 else rng.choice([42, [1, 2, 3], "x", None, True, 1.5])
+            bad[rng.randrange(len(bad))] = replacement
             data = journal_bytes(bad)
         else:
             data = _corrupt(journal_data, rng)
@@ -457,13 +459,18 @@ def test_random_corruptions_of_a_journal_and_a_results_file_never_raise(tmp_path
         path.write_bytes(data)
         intact = _intact_params(data, original_lines)
 
-        def journal_readers(path: Path = path, intact: set[str] = intact, full: bool = full) -> None:
-            records, _ = journal.read_all_checked(path)
+        def journal_readers(path: Path = path, data: bytes = data, intact: set[str] = intact, full: bool = full) -> None:
+            records, skipped = journal.read_all_checked(path)
+            lines = sum(1 for line in data.split(b"\n") if line.strip())
+            assert len(records) + len(skipped) == lines, "a line neither read nor named"
             done = journal.done_ids(records, ("crashed",))
             assert intact <= done, f"the sweep lost rows: {sorted(intact - done)}"
             journal.peaks(records), journal.started_ids(records, "r1"), journal.rows(records)
             conformance_records.summarize(conformance_records.read(path))
-            df = read_report(path, full).df
+            results = read_report(path, full)
+            unnamed = {s.line for s in skipped} - {s.line for s in results.skipped}
+            assert not unnamed, f"lines the sweep skips and the report does not name: {sorted(unnamed)}"
+            df = results.df
             kept = set(df["implementation"].astype(str) + "|" + df["mode"].astype(str))
             want = {f"{by_param[p]['extra_info']['implementation']}|{by_param[p]['extra_info']['mode']}" for p in intact}
             assert want <= kept, f"the report lost rows: {sorted(want - kept)}"
