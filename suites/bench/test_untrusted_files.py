@@ -4,7 +4,7 @@ bytes without a traceback, keeps every good row, and names each file and line it
 why; a resumed writer never glues a record onto a torn line; Markdown output escapes every field.
 
 Seed material: ten real rows of the committed CPU sample (``reports/samples/cpu``), as a results
-file and as the journal a sweep writes. The hostile cases of the issue tracker come first, then a
+file and as the journal a sweep writes. One test per kind of damage comes first, then a
 seeded random-corruption fuzz of both files fed to every reader."""
 
 from __future__ import annotations
