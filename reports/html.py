@@ -10,6 +10,8 @@ import html
 import re
 from pathlib import Path
 
+from reports import markdown as md
+
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1250px; color: #222; }
 table { border-collapse: collapse; font-size: 12px; margin: 0.5em 0 1.5em; }
@@ -21,11 +23,8 @@ code { background: #f4f4f4; padding: 0 3px; }
 """
 
 
-def _inline(text: str) -> str:
-    out = html.escape(text.rstrip(), quote=False).replace("\\|", "|")
-    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
-    out = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
-    return re.sub(r"(?<![\w])_\((.+?)\)_(?![\w])", r"<em>(\1)</em>", out)
+def _inline(text: str, table: bool = False) -> str:
+    return md.inline_html(text, table=table)
 
 
 def _cells(line: str) -> list[str]:
@@ -35,8 +34,8 @@ def _cells(line: str) -> list[str]:
 def _table(block: list[str]) -> str:
     head, body = _cells(block[0]), [_cells(line) for line in block[2:]]
     cls = {"met": ' class="met"', "not met": ' class="notmet"'}
-    rows = ["<tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head) + "</tr>"]
-    rows += ["<tr>" + "".join(f"<td{cls.get(c, '')}>{_inline(c)}</td>" for c in r) + "</tr>" for r in body]
+    rows = ["<tr>" + "".join(f"<th>{_inline(c, table=True)}</th>" for c in head) + "</tr>"]
+    rows += ["<tr>" + "".join(f"<td{cls.get(c, '')}>{_inline(c, table=True)}</td>" for c in r) + "</tr>" for r in body]
     return "<table>" + "".join(rows) + "</table>"
 
 
@@ -92,7 +91,7 @@ def render(markdown: str, figures: dict[str, Path]) -> str:
 def write(path: Path, title: str, generated: str, markdown: str, figures: list[Path]) -> Path:
     """Write the page of ``markdown`` with ``figures`` embedded."""
     body = render(markdown, {p.name: p for p in figures})
-    page = (f"<!-- {html.escape(generated, quote=False)} -->\n<!doctype html>\n<html><head><meta charset='utf-8'>"
+    page = (f"<!-- {md.comment(generated)} -->\n<!doctype html>\n<html><head><meta charset='utf-8'>"
             f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")
     path.write_text(page, encoding="utf-8")
     return path

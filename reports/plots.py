@@ -377,13 +377,15 @@ def _crossings(n: np.ndarray, ratio: np.ndarray) -> list[float]:
 
 
 def all_figures(results: Results, ratio_table: pd.DataFrame, out: Path, footer: str) -> list[Path]:
-    """Every figure that has data, written into ``out``."""
-    made = [
-        time_vs_k(results, out / "time_vs_k.png", footer),
-        time_vs_resolution(results, out / "time_vs_resolution.png", footer),
-        memory_vs_resolution(results, out / "memory_vs_resolution.png", footer),
-        roofline(results, out / "roofline.png", footer),
-        crossover(results, ratio_table, out / "crossover.png", footer),
-    ]
+    """Every figure that has data, written into ``out``. Text from the results (names, labels,
+    the command) is drawn as it is: ``$`` never starts mathtext."""
+    with plt.rc_context({"text.parse_math": False}):
+        made = [
+            time_vs_k(results, out / "time_vs_k.png", footer),
+            time_vs_resolution(results, out / "time_vs_resolution.png", footer),
+            memory_vs_resolution(results, out / "memory_vs_resolution.png", footer),
+            roofline(results, out / "roofline.png", footer),
+            crossover(results, ratio_table, out / "crossover.png", footer),
+        ]
     return [p for p in made if p is not None]
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from reports.load import Results, Source
+from reports import markdown
+from reports.load import Results, Source, skipped_markdown
 
 CONFIG = ["machine", "mode", "k", "r", "side", "N", "C", "B", "dtype", "device", "direction"]
 MIB = 2**20
@@ -80,8 +81,11 @@ def ratios(df: pd.DataFrame, baselines: dict[str, dict[str, Any]]) -> pd.DataFra
             values = [r.get(key) if r else None for r in records]
             out[f"time/{name} {fld}"] = pd.Series(values, index=out.index, dtype=float).where(applies)
         out[f"memory/{name}"] = (merged["peak_memory_bytes"].astype(float) / merged["_m"].astype(float)).where(applies)
-    empty = [c for c in out.columns if c.startswith(("time/", "memory/")) and out[c].isna().all()]
-    return out.drop(columns=empty)
+    # A ratio column with no value goes, and its interval columns with it; an unpaired ratio keeps
+    # its (empty) interval columns, so a reader always finds them beside the ratio.
+    empty = [c for c in out.columns if c.startswith(("time/", "memory/")) and " " not in c and out[c].isna().all()]
+    companions = [f"{c} {f}" for c in empty for f in PAIR_FIELDS if f"{c} {f}" in out.columns]
+    return out.drop(columns=[*empty, *companions])
 
 
 def bar_rows(ratio_table: pd.DataFrame, bar: dict[str, Any]) -> pd.DataFrame:
@@ -186,9 +190,9 @@ def wins_losses(df: pd.DataFrame, ratio_table: pd.DataFrame, bar_defs: list[dict
         for (what, col, b), parts in merged.items():
             values = [float(v) for part in parts for v in part[col]]
             spans = ", ".join(f"{_span(part[col])} at {_sides(part['side'])}" for part in parts)
-            text = f"{what}: {spans}, B={b}{_backend(df, machine, col)}"
+            text = f"{markdown.text(what)}: {spans}, B={b}{_backend(df, machine, col)}"
             groups["cheaper" if max(values) < 1 else ("dearer" if min(values) > 1 else "mixed")].append(text)
-        prefix = f"{machine}: " if len(machines) > 1 else ""
+        prefix = f"{markdown.text(machine)}: " if len(machines) > 1 else ""
         lines += [f"- {prefix}**{heads[k]}**: " + "; ".join(items) + "." for k, items in groups.items() if items]
     return lines
 
@@ -198,7 +202,7 @@ def _backend(df: pd.DataFrame, machine: str, col: str) -> str:
     baseline = col.split("/", 1)[1]
     found = df[(df["machine"] == machine) & (df["implementation"] == baseline)]["backend"].dropna()
     names = sorted({str(b) for b in found if b and b != "math"})
-    return f" (its backend: {', '.join(names)})" if names else ""
+    return f" (its backend: {markdown.text(', '.join(names))})" if names else ""
 
 
 # ---------------------------------------------------------------------------- wrong rows
@@ -254,7 +258,7 @@ def _fmt(value: object, digits: int = 3) -> str:
         return "–"
     if isinstance(value, float):
         return f"{value:.{digits}g}"
-    return str(value).replace("|", "\\|")
+    return markdown.text(value)
 
 
 def markdown_table(df: pd.DataFrame, columns: Iterable[str] | None = None) -> str:
@@ -262,7 +266,7 @@ def markdown_table(df: pd.DataFrame, columns: Iterable[str] | None = None) -> st
     cols = [c for c in (list(columns) if columns is not None else list(df.columns)) if c in df.columns]
     if df.empty:
         return "_(no rows)_\n"
-    head = "| " + " | ".join(cols) + " |\n|" + "|".join("---" for _ in cols) + "|\n"
+    head = "| " + " | ".join(markdown.text(c) for c in cols) + " |\n|" + "|".join("---" for _ in cols) + "|\n"
     body = "".join("| " + " | ".join(_fmt(r[c]) for c in cols) + " |\n" for _, r in df.iterrows())
     return head + body
 
@@ -295,22 +299,22 @@ def _provenance(sources: list[Source], notes: list[dict[str, Any]], built: str) 
     lines = []
     for s in sources:
         commit = f"{s.commit}{' (dirty)' if s.dirty else ''}" if s.commit != "unknown" else "unknown (not recorded)"
-        how = f", `{s.command}`" if s.command else ""
-        lines.append(f"- `{s.file}` ({s.kind}): **{s.machine}**, measured at commit {commit}"
-                     f"{', preset ' + s.preset if s.preset else ''}{how}.")
+        how = f", {markdown.code(s.command)}" if s.command else ""
+        lines.append(f"- {markdown.code(s.file)} ({s.kind}): **{markdown.text(s.machine)}**, measured at commit {markdown.text(commit)}"
+                     f"{', preset ' + markdown.text(s.preset) if s.preset else ''}{how}.")
         if s.kind == "journal":
             lines.append(f"  Read from the journal: its sweep was stopped or is still running"
-                         f"{'; `' + s.assemble_hint + '` writes its JSON' if s.assemble_hint else ''}.")
+                         f"{'; ' + markdown.code(s.assemble_hint) + ' writes its JSON' if s.assemble_hint else ''}.")
         if s.annotated:
-            lines.append(f"  Baselines and bars added after the run by `{s.annotated.get('by')}` "
-                         f"(commit {str(s.annotated.get('commit'))[:12]}): {s.annotated.get('what')}.")
+            lines.append(f"  Baselines and bars added after the run by {markdown.code(s.annotated.get('by'))} "
+                         f"(commit {markdown.text(str(s.annotated.get('commit'))[:12])}): {markdown.text(s.annotated.get('what'))}.")
         if not s.has_definitions:
             lines.append("  Records no baselines or bars (written before they were): no ratios from this file.")
         if not s.has_rss:
             lines.append("  Records no process RSS (written before it was).")
         for note in (n for n in notes if n.get("file") == s.file):
             where = ", ".join(f"{k}={v}" for k, v in (note.get("where") or {}).items())
-            lines.append(f"  Note{' on rows with ' + where if where else ''}: {note['text']}")
+            lines.append(f"  Note{' on rows with ' + markdown.text(where) if where else ''}: {markdown.text(note['text'])}")
     lines.append(f"- Report built at commit {built}.")
     return lines
 
@@ -321,22 +325,23 @@ def summary_markdown(results: Results, ratio_table: pd.DataFrame, bar_table: pd.
     df = results.df
     several = df["machine"].nunique() > 1
     m = "machine" if several else ""
-    lines = [f"<!-- {generated} -->", "# ConvNN benchmark report", ""]
+    lines = [f"<!-- {markdown.comment(generated)} -->", "# ConvNN benchmark report", ""]
     lines += host_lines(results.sources)
     lines += ["## Wins and losses", "",
               "Forward, ratio = ConvNN / baseline (time, or peak tensor memory) over the sizes measured; "
               "bars below give every size and forward+backward.", ""]
     lines += wins_losses(df, ratio_table, results.bars) or ["_(no bars measured: the results record no baselines or bars)_"]
     lines += ["", "## Where these numbers come from", "", *_provenance(results.sources, results.notes, built)]
+    lines += ["", *skipped_markdown(results.skipped)] if results.skipped else []
     timers = sorted(df["timer"].dropna().unique())
     methods = sorted(df["memory_method"].dropna().unique())
     rss = sorted(df["rss_method"].dropna().unique())
-    lines += ["", "Timing: " + "; ".join(timers or ["–"]) + ". Median and IQR per case; rows with IQR/median > 10% are flagged.",
+    lines += ["", "Timing: " + markdown.text("; ".join(timers or ["–"])) + ". Median and IQR per case; rows with IQR/median > 10% are flagged.",
               "Time ratios: each ConvNN row and the baseline it is divided by are timed alternately in one process "
               "(A B, B A, ...), one ratio per pair; the median of the pair ratios with its 95% interval (order "
               "statistics) and the pair count. A ratio without pairs (older results) is marked unpaired.",
-              "Peak tensor memory: " + "; ".join(methods or ["–"]) + ".",
-              "Process memory: peak RSS over warm-up and timed rounds, " + ("; ".join(rss) if rss else "not recorded") + ".", ""]
+              "Peak tensor memory: " + markdown.text("; ".join(methods or ["–"])) + ".",
+              "Process memory: peak RSS over warm-up and timed rounds, " + (markdown.text("; ".join(rss)) if rss else "not recorded") + ".", ""]
     lines += _correctness(df, results.notes, several)
     lines += ["## Bars", "", "Ratio = ConvNN / baseline (time: median of interleaved pairs, with its 95% interval and "
               "the number of pairs; or peak tensor memory); a target, where a bar has one, is the ratio aimed at. A time "
@@ -348,7 +353,8 @@ def summary_markdown(results: Results, ratio_table: pd.DataFrame, bar_table: pd.
                                         "reason"]))
     lines += ["## Ratios to the baselines", ""]
     for name, b in results.baselines.items():
-        lines.append(f"- `{name}`: {b['label']}; compared with {', '.join(b['compared_with'])} rows.")
+        lines.append(f"- {markdown.code(name)}: {markdown.text(b['label'])}; compared with "
+                     f"{markdown.text(', '.join(b['compared_with']))} rows.")
     lines += ["", "Below 1: ConvNN is cheaper than the baseline.", ""]
     ratio_cols = [c for c in ratio_table.columns if c.startswith(("time/", "memory/")) and " " not in c]
     show = [m, "implementation", "mode", "k", "side", "B", "dtype", "direction", "median_ms", *ratio_cols]
@@ -371,7 +377,7 @@ def summary_markdown(results: Results, ratio_table: pd.DataFrame, bar_table: pd.
     for mode in sorted(convnn_rows(df)["mode"].dropna().unique()):
         pivot = time_pivot(df, mode, results.baselines)
         if not pivot.empty:
-            lines += [f"### {mode}", "", markdown_table(pivot.drop(columns=["mode"] + ([] if several else ["machine"])))]
+            lines += [f"### {markdown.text(mode)}", "", markdown_table(pivot.drop(columns=["mode"] + ([] if several else ["machine"])))]
     failed = df[df["status"] != "ok"]
     lines += ["## Failures (kept as rows, drawn as marked points)", ""]
     lines.append(markdown_table(failed, [m, "implementation", "mode", "k", "side", "B", "dtype", "direction", "status", "message"]))
@@ -419,25 +425,28 @@ def host_lines(sources: list[Source]) -> list[str]:
     warnings = []
     for s in sources:
         if not s.host:
-            lines.append(f"- `{s.file}`: the host's load and thread settings were not recorded (results of the older stopwatch).")
+            lines.append(f"- {markdown.code(s.file)}: the host's load and thread settings were not recorded (results of the older stopwatch).")
             continue
         for run in s.host:
             start, end = run.get("start") or {}, run.get("end") or {}
             pools = ", ".join(f"{k}={start.get(k)}" for k in ("torch_threads", "torch_interop_threads", "OMP_NUM_THREADS",
                                                              "MKL_NUM_THREADS", "faiss_threads") if k in start)
-            text = (f"- `{s.file}` run {run.get('run')}: **{run.get('threads')} CPU thread(s)** ({run.get('threads_why')}); "
-                    f"{start.get('cores')} cores; load average {start.get('load_average')} at the start, "
-                    f"{end.get('load_average') if end else 'not recorded (the run stopped)'} at the end")
-            if run.get("others_cores") is not None:
+            text = (f"- {markdown.code(s.file)} run {markdown.text(run.get('run'))}: "
+                    f"**{markdown.text(run.get('threads'))} CPU thread(s)** ({markdown.text(run.get('threads_why'))}); "
+                    f"{markdown.text(start.get('cores'))} cores; load average {markdown.text(start.get('load_average'))} at the start, "
+                    f"{markdown.text(end.get('load_average')) if end else 'not recorded (the run stopped)'} at the end")
+            if isinstance(run.get("others_cores"), (int, float)):
                 text += (f"; other processes used {run['others_cores']:.2f} cores on average during the sweep "
-                         f"({run.get('others_cpu_s')} CPU s in {run.get('wall_s')} s)")
-            text += f"; thread pools: {pools}; frequency governor: {start.get('governor') or 'not readable'}"
+                         f"({markdown.text(run.get('others_cpu_s'))} CPU s in {markdown.text(run.get('wall_s'))} s)")
+            text += (f"; thread pools: {markdown.text(pools)}; frequency governor: "
+                     f"{markdown.text(start.get('governor') or 'not readable')}")
             gpu = start.get("gpu")
-            if gpu:
-                text += f"; GPU clocks {gpu.get('gpus')}, other GPU processes {gpu.get('other_processes') or 'none'}"
+            if isinstance(gpu, dict) and gpu:
+                text += (f"; GPU clocks {markdown.text(gpu.get('gpus'))}, other GPU processes "
+                         f"{markdown.text(gpu.get('other_processes') or 'none')}")
             lines.append(text + ".")
             if run.get("warning"):
-                warnings.append(f"**Warning** (`{s.file}`): {run['warning']}.")
+                warnings.append(f"**Warning** ({markdown.code(s.file)}): {markdown.text(run['warning'])}.")
     return [*lines, "", *[w + "  " for w in warnings], ""] if warnings else [*lines, ""]
 
 
@@ -448,7 +457,7 @@ def _correctness(df: pd.DataFrame, notes: list[dict[str, Any]], several: bool) -
              "Every timed output is compared with a float64 gold on the same input, within the equivalence suite's "
              "error bound (2 × the same-dtype PyTorch operator's error + a floor of a few ulps and √(reduction) at "
              "the output's magnitude); n/a: every query's selection lies within the dtype's rounding.", "",
-             f"Rows: {len(df)}; status {status}; verdicts {verdicts}.", ""]
+             f"Rows: {len(df)}; status {markdown.text(status)}; verdicts {markdown.text(verdicts)}.", ""]
     bad = wrong_rows(df, notes)
     if bad.empty:
         return [*lines, "No row is ✗.", ""]
@@ -457,4 +466,4 @@ def _correctness(df: pd.DataFrame, notes: list[dict[str, Any]], several: bool) -
     cols = ["machine" if several else "", "implementation", "mode", "k", "side", "B", "dtype", "device", "direction",
             "error", "bound", "error/bound", "why"]
     return [*lines, f"{len(bad)} rows are ✗ (wrong): measured error, the bound it exceeds, and why (below the table).", "",
-            markdown_table(bad, cols), *(f"[{i + 1}] {r}  " for i, r in enumerate(reasons)), ""]
+            markdown_table(bad, cols), *(f"[{i + 1}] {markdown.text(r)}  " for i, r in enumerate(reasons)), ""]

@@ -1,43 +1,54 @@
 """Crash-safe JSON-lines files: one record per line, appended and forced to disk before
 `append` returns, so a process killed mid-run keeps every record it wrote. The conformance
 runner's results log and the benchmark sweep's journal both use it. `FileLock` keeps a file to
-one writer (the sweep holds it on its journal for the whole run)."""
+one writer (the sweep holds it on its journal for the whole run).
+
+Reading treats the file as untrusted input (`reports.untrusted`, shared with the report): any
+bytes give the good records and the lines skipped, with why."""
 
 from __future__ import annotations
 
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from reports.untrusted import Skipped, read_json_lines
 
 Record = dict[str, Any]
 
 
 def append(path: str | Path, record: Record) -> None:
-    """Append one record and force it to disk (safe against a kill right after)."""
+    """Append one record and force it to disk (safe against a kill right after). A last line
+    left without its newline (a writer killed mid-write) is ended first, so the record starts a
+    line of its own and the torn fragment stays one skipped line."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(record, default=str, allow_nan=True) + "\n"
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(line)
+    with path.open("ab+") as fh:
+        if fh.tell() > 0:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                line = "\n" + line
+        fh.write(line.encode("utf-8"))
         fh.flush()
         os.fsync(fh.fileno())
 
 
 def read(path: str | Path) -> list[Record]:
-    """Every complete record of ``path`` (none when it does not exist); a torn last line (a kill
-    mid-write) is skipped."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
+    """Every usable record of ``path`` (none when it does not exist); see `read_checked` for
+    what is skipped."""
+    return read_checked(path)[0]
+
+
+def read_checked(path: str | Path, check: Callable[[Record], str | None] | None = None) -> tuple[list[Record], list[Skipped]]:
+    """The JSON objects of ``path``, one per line, that ``check`` accepts, and each line skipped
+    with why: a torn last line (a kill mid-write), a line that is not UTF-8, not JSON or not an
+    object, a record ``check`` refuses. Any bytes: never raises (an unreadable file is one
+    skipped entry)."""
+    return read_json_lines(path, label=str(path), check=check)
 
 
 # ------------------------------------------------------------------------------ one writer
@@ -116,7 +127,7 @@ def read_holder(path: str | Path) -> Record:
     try:
         text = Path(path).read_text(encoding="utf-8").strip()
         holder = json.loads(text) if text else {}
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError, RecursionError):  # unreadable, not UTF-8, not JSON
         return {}
     return holder if isinstance(holder, dict) else {}
 

@@ -38,6 +38,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from reports.untrusted import read_json_object
 from suites import jsonl
 from suites.bench import host, journal, lifeline
 from suites.bench.cases import Case, unsupported
@@ -247,13 +248,18 @@ def write_results(path: Path, doc: dict[str, Any]) -> None:
 
 def assemble(journal_path: Path, out_path: Path, preset: str, cases: list[Case], command: str) -> int:
     """Write the pytest-benchmark JSON of the journal's rows of ``cases`` (the preset's current
-    cases); returns the row count."""
-    records = journal.read_all(journal_path)
+    cases); returns the row count. Lines of the journal that cannot be used are named on stderr
+    and left out (`journal.read_all_checked`); every good row is kept."""
+    records, skipped = journal.read_all_checked(journal_path)
+    for entry in skipped:
+        print(f"convnn bench: skipped {entry}", file=sys.stderr, flush=True)
     ids = {c.id for c in cases}
     rows = [r for r in journal.rows(records) if r["param"] in ids]
     head = header(preset, cases, command)
     head["convnn_bench"]["peaks"] = [{"device": d, "dtype": t, "gflops": g} for (d, t), g in journal.peaks(records).items()]
     head["convnn_bench"]["host"] = host_summary(records)
+    if skipped:
+        head["convnn_bench"]["skipped_journal_lines"] = [str(entry) for entry in skipped]
     doc = {
         "generated_by": f"{command} (assembled from {journal_path.name}); do not edit",
         "machine_info": head["machine_info"],
@@ -265,6 +271,20 @@ def assemble(journal_path: Path, out_path: Path, preset: str, cases: list[Case],
     }
     write_results(out_path, doc)
     return len(rows)
+
+
+def meta_needed(records: list[dict[str, Any]], meta: dict[str, Any], anything_to_run: bool) -> bool:
+    """Whether a run appends its ``meta`` record: when the journal has none, or when the run has
+    cases to run and its header differs from the last one recorded (the run id aside). A rerun
+    that only assembles, or resumes with the same header, appends nothing: reruns never pile
+    ``meta`` records up."""
+    metas = [r for r in records if r.get("type") == "meta"]
+    if not metas:
+        return True
+    if not anything_to_run:
+        return False
+    same = json.loads(json.dumps(meta, default=str))
+    return {k: v for k, v in metas[-1].items() if k != "run"} != {k: v for k, v in same.items() if k != "run"}
 
 
 def _pytest_benchmark_version() -> str:
@@ -283,14 +303,27 @@ def parse_note(text: str) -> dict[str, Any]:
     return {"where": {}, "text": text.strip()}
 
 
+class BadResultsFile(ValueError):
+    """A results file that cannot be annotated (unreadable, not a JSON object, or a section of
+    the wrong type); the message names the file and what is wrong."""
+
+
 def annotate(path: Path, preset_name: str, notes: list[str], command: str) -> None:
     """Add the preset's baselines and bars, and ``notes``, to the results file ``path``, with
-    what added them; rows and measurements stay as they are."""
-    doc = json.loads(path.read_text(encoding="utf-8"))
-    preset = get_preset(preset_name)
-    ids = {str(b.get("param")) for b in doc.get("benchmarks", [])}
-    cases = [c for c in preset.cases(preset.device) if c.id in ids] or preset.cases(preset.device)
+    what added them; rows and measurements stay as they are. `BadResultsFile` when ``path`` is
+    not a results file this can add to (nothing is written then)."""
+    doc, problem = read_json_object(path, label=str(path))
+    if problem is not None or doc is None:
+        raise BadResultsFile(f"cannot annotate {problem}")
+    benchmarks = doc.get("benchmarks", [])
     section = doc.setdefault("convnn_bench", {})
+    for key, value, kind in (("benchmarks", benchmarks, list), ("convnn_bench", section, dict),
+                             ("convnn_bench.notes", section.get("notes", []) if isinstance(section, dict) else [], list)):
+        if not isinstance(value, kind):
+            raise BadResultsFile(f"cannot annotate {path}: its {key!r} is not a JSON {'array' if kind is list else 'object'}")
+    preset = get_preset(preset_name)
+    ids = {str(b.get("param")) for b in benchmarks if isinstance(b, dict)}
+    cases = [c for c in preset.cases(preset.device) if c.id in ids] or preset.cases(preset.device)
     section.update(definitions(preset, cases))
     commit = commit_info().get("id") or "unknown"
     section["annotated"] = {
@@ -309,7 +342,11 @@ def main(argv: list[str] | None = None) -> int:
     preset = get_preset(args.preset)
     if args.annotate:
         plain = shlex.join(["python", "-m", "suites.bench", "--preset", args.preset, "--annotate", args.annotate])
-        annotate(Path(args.annotate), args.preset, args.note, plain + (f" (+{len(args.note)} --note)" if args.note else ""))
+        try:
+            annotate(Path(args.annotate), args.preset, args.note, plain + (f" (+{len(args.note)} --note)" if args.note else ""))
+        except BadResultsFile as exc:
+            print(f"convnn bench: {exc}", file=sys.stderr, flush=True)
+            return 2
         print(f"convnn bench: added the baselines and bars of preset {args.preset} to {args.annotate}", flush=True)
         return 0
     device = args.device or ("cuda" if gpu_count() > 0 else "cpu")
@@ -357,12 +394,20 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)  # as the child gets them
         print(f"convnn bench: {args.threads} CPU thread(s) ({why})", flush=True)
         gpu = device.startswith("cuda")
-        journal.append(journal_path, {"type": "host", "when": "start", "run": args.run, "threads": args.threads,
-                                      "threads_why": why, **host.snapshot(with_gpu=gpu)})
-        journal.append(journal_path, {"type": "meta", "run": args.run, **header(args.preset, case_list, command)})
+        meta = {"type": "meta", "run": args.run, **header(args.preset, case_list, command)}
+        before = journal.read_all(journal_path)
+        to_run = bool({c.id for c in case_list} - journal.done_ids(before, tuple(args.retry or ())))
+        # The host is recorded around runs that time something: a rerun with nothing left to time
+        # (as after a failed assemble) leaves the journal as it was.
+        if to_run:
+            journal.append(journal_path, {"type": "host", "when": "start", "run": args.run, "threads": args.threads,
+                                          "threads_why": why, **host.snapshot(with_gpu=gpu)})
+        if meta_needed(before, meta, to_run):
+            journal.append(journal_path, meta)
         stopped_by = sweep(args, device, journal_path, lock, {c.id: c for c in case_list})
-        journal.append(journal_path, {"type": "host", "when": "end", "run": args.run, **host.snapshot(with_gpu=gpu)})
-        _say_host(journal_path, args.run)
+        if to_run:
+            journal.append(journal_path, {"type": "host", "when": "end", "run": args.run, **host.snapshot(with_gpu=gpu)})
+            _say_host(journal_path, args.run)
         _report_rows(assemble(journal_path, json_path, args.preset, case_list, command), case_list, json_path)
         return 0 if stopped_by is None else 128 + int(stopped_by)
 

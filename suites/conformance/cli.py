@@ -104,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def one(spec: str, name: str) -> report.ImplReport:
         outcome = runner.run_implementation(spec, args.out, settings, name=name, fresh=args.fresh, stop=stop)
         rep = report.write_reports(outcome.directory)
+        for entry in rep.skipped:
+            print(f"[{name}] skipped {entry}", file=sys.stderr, flush=True)
         c = report.counts(rep.rows)
         tally = ", ".join(f"{n} {s}" for s in records.STATUSES if (n := c[s])) or "no tests"
         print(f"[{name}] {tally} in {outcome.wall_s:.1f}s -> {outcome.directory / 'summary.md'}", flush=True)

@@ -20,6 +20,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from reports import markdown as md
+from suites import jsonl
 from suites.conformance import records
 
 MATRIX_COLUMNS = (
@@ -54,11 +56,13 @@ class ImplReport:
     without_impl: int = 0
     #: What ``teardown()`` raised, if it did.
     teardown_errors: tuple[str, ...] = ()
+    #: Lines of the results log that could not be read (`records.read_checked`).
+    skipped: tuple[jsonl.Skipped, ...] = ()
 
 
 def load(directory: Path) -> ImplReport:
     """Read ``directory/results.jsonl`` into rows, one per test in collection order."""
-    raw = records.read(directory / "results.jsonl")
+    raw, skipped = records.read_checked(directory / "results.jsonl")
     state = records.summarize(raw)
     properties: dict[str, str] = {}
     modes: dict[str, list[dict[str, Any]]] = {}
@@ -83,7 +87,7 @@ def load(directory: Path) -> ImplReport:
     settings = {k: runner.get(k) for k in ("paths", "keyword", "hypothesis_profile", "timeout")}
     teardown = tuple(str(r.get("error")) for r in raw if r.get("event") == "teardown-error")
     spec = str(runner.get("spec", directory.name))
-    return ImplReport(directory.name, spec, rows, settings, state.errors, without_impl, teardown)
+    return ImplReport(directory.name, spec, rows, settings, state.errors, without_impl, teardown, tuple(skipped))
 
 
 def short_property(prop: str) -> str:
@@ -142,12 +146,13 @@ def summary_markdown(report: ImplReport) -> str:
     """The Markdown summary of one implementation."""
     s = report.settings
     c = counts(report.rows)
+    timeout = s.get("timeout") if isinstance(s.get("timeout"), (int, float)) else 0
     lines = [
-        f"# Conformance of `{report.name}`",
+        f"# Conformance of {md.code(report.name)}",
         "",
-        f"Implementation `{report.spec}` · properties `{' '.join(s.get('paths') or [])}`"
-        + (f" -k `{s['keyword']}`" if s.get("keyword") else "")
-        + f" · Hypothesis profile `{s.get('hypothesis_profile')}` · per-case limit {s.get('timeout') or 0:g} s"
+        f"Implementation {md.code(report.spec)} · properties {md.code(' '.join(map(str, s.get('paths') or [])))}"
+        + (f" -k {md.code(s['keyword'])}" if s.get("keyword") else "")
+        + f" · Hypothesis profile {md.code(s.get('hypothesis_profile'))} · per-case limit {timeout or 0:g} s"
         + f" · {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {environment_line()}",
         "",
         verdict(report),
@@ -158,9 +163,9 @@ def summary_markdown(report: ImplReport) -> str:
         "",
     ]
     for err in report.errors:
-        lines += ["## Run errors", "", f"pytest exit status {err.get('returncode')}:", "", *_fenced(err.get("output", ""))]
+        lines += ["## Run errors", "", f"pytest exit status {md.text(err.get('returncode'))}:", "", *_fenced(str(err.get("output", "")))]
     if report.teardown_errors:
-        lines += ["## teardown() raised", "", *(f"- `{e}`" for e in report.teardown_errors), ""]
+        lines += ["## teardown() raised", "", *(f"- {md.code(e)}" for e in report.teardown_errors), ""]
     bad = [row for row in report.rows if row["status"] in records.BAD_STATUSES]
     if bad:
         lines += [f"## Not passing ({len(bad)})", ""]
@@ -174,13 +179,13 @@ def summary_markdown(report: ImplReport) -> str:
             "Invalid input refused loudly, but not with the contract's `ValueError`/`TypeError` naming the argument "
             "(not a wrong result; declare `named_errors=True` to have these count as failures):",
             "",
-            *(f"- `{row['property']}`: {_cell(str(row.get('reason') or ''))}" for row in conventions),
+            *(f"- {md.code(row['property'])}: {md.text(row.get('reason') or '')}" for row in conventions),
             "",
         ]
-    skipped = Counter(row.get("reason") or "(no reason given)" for row in report.rows if row["status"] == "skipped")
+    skipped = Counter(str(row.get("reason") or "(no reason given)") for row in report.rows if row["status"] == "skipped")
     if skipped:
         lines += ["## Skipped", "", "| reason | tests |", "|---|---:|"]
-        lines += [f"| {_cell(reason)} | {n} |" for reason, n in skipped.most_common()]
+        lines += [f"| {md.text(reason)} | {n} |" for reason, n in skipped.most_common()]
         lines.append("")
     passed = [row for row in report.rows if row["status"] == "passed"]
     if passed:
@@ -191,11 +196,15 @@ def summary_markdown(report: ImplReport) -> str:
         lines += header if errors else ["| property | examples |", "|---|---:|"]
         for row in passed:
             measured = [_per_dtype(row)] if errors else []
-            cells = [f"`{row['property']}`", _num(row.get("examples")), *measured]
+            cells = [md.code(row["property"], table=True), _num(row.get("examples")), *measured]
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", "</details>", ""]
     if report.without_impl:
         lines += [f"{report.without_impl} tests of these files take no implementation (they check convnn_ref's own layers) and were not run.", ""]
+    if report.skipped:
+        lines += ["## Skipped log lines", "", f"{len(report.skipped)} lines of the results log could not be read and are left out:", ""]
+        lines += [f"- line {entry.line}: {md.text(entry.reason)}" for entry in report.skipped]
+        lines.append("")
     lines += ["Raw results: `results.jsonl`; one row per test: `matrix.csv`.", ""]
     return "\n".join(lines)
 
@@ -205,27 +214,27 @@ def _per_dtype(row: dict[str, Any]) -> str:
     one closest to its bound), or the overall one when the test recorded no dtype."""
     by_dtype = row.get("errors_by_dtype") or {}
     if by_dtype:
-        return "; ".join(f"{d} {_num(v.get('max_error'))} / {_num(v.get('bound'))}" for d, v in sorted(by_dtype.items()))
+        return "; ".join(f"{md.text(d)} {_num(v.get('max_error'))} / {_num(v.get('bound'))}" for d, v in sorted(by_dtype.items()))
     if row.get("max_error") is None:
         return ""
     return f"{_num(row.get('max_error'))} / {_num(row.get('bound'))}"
 
 
 def _problem(row: dict[str, Any]) -> list[str]:
-    status = row["status"] + (f" ({row['kind']})" if row.get("kind") else "")
-    out = [f"### `{row['property']}`: {status}", ""]
+    status = md.text(row["status"]) + (f" ({md.text(row['kind'])})" if row.get("kind") else "")
+    out = [f"### {md.code(row['property'])}: {status}", ""]
     several = row.get("failures") or []
     if several:
         out += [f"Hypothesis found {len(several)} distinct failures, each shrunk on its own:", ""]
         for i, f in enumerate(several, 1):
-            head = f"{i}. **{f.get('kind', '?')}**: {f.get('what') or f.get('exc_type', '')}"
+            head = f"{i}. **{md.text(f.get('kind', '?'))}**: {md.text(f.get('what') or f.get('exc_type', ''))}"
             if f.get("max_error") is not None:
                 head += f" (error {_num(f['max_error'])} > bound {_num(f.get('bound'))})"
             out.append(head)
             if f.get("case"):
-                out.append(f"   - case: `{f['case']}`")
+                out.append(f"   - case: {md.code(f['case'])}")
             elif f.get("falsifying"):
-                out.append(f"   - {_cell(f['falsifying'])[:400]}")
+                out.append(f"   - {md.text(str(f['falsifying'])[:400])}")
         out.append("")
     modes = row.get("modes") or []
     if modes:
@@ -233,8 +242,8 @@ def _problem(row: dict[str, Any]) -> list[str]:
         out += ["| pinned | status | kind | max error | case |", "|---|---|---|---:|---|"]
         for m in modes:
             out.append(
-                f"| `{m.get('pin')}` | {m.get('status')} | {m.get('kind') or ''} | {_num(m.get('max_error'))} | "
-                f"{_cell(str(m.get('case') or ''))[:300]} |"
+                f"| {md.code(m.get('pin'), table=True)} | {md.text(m.get('status'))} | {md.text(m.get('kind') or '')} | "
+                f"{_num(m.get('max_error'))} | {md.text(str(m.get('case') or '')[:300])} |"
             )
         out.append("")
     if row.get("max_error") is not None:
@@ -242,17 +251,17 @@ def _problem(row: dict[str, Any]) -> list[str]:
             f"- max error {_num(row['max_error'])} > bound {_num(row.get('bound'))} (base error {_num(row.get('base_error'))})"
         )
     if row.get("examples") is not None:
-        out.append(f"- Hypothesis examples: {row['examples']} tried, {row.get('shrinks') or 0} while shrinking")
+        out.append(f"- Hypothesis examples: {_num(row['examples'])} tried, {_num(row.get('shrinks') or 0)} while shrinking")
     if row.get("reason"):
-        out.append(f"- {row['reason']}")
+        out.append(f"- {md.text(row['reason'])}")
     if row.get("worst"):
-        out.append(f"- {row['worst']}")
+        out.append(f"- {md.text(row['worst'])}")
     if row.get("case"):
-        out.append(f"- case: `{row['case']}`")
+        out.append(f"- case: {md.code(row['case'])}")
     if row.get("blob"):
-        out.append(f"- Hypothesis blob: `{row['blob']}`")
-    out.append(f"- replay: `{row['replay']}`" if row.get("replay") else f"- test id: `{row['nodeid']}`")
-    message = row.get("message") or ""
+        out.append(f"- Hypothesis blob: {md.code(row['blob'])}")
+    out.append(f"- replay: {md.code(row['replay'])}" if row.get("replay") else f"- test id: {md.code(row['nodeid'])}")
+    message = str(row.get("message") or "")
     if message:
         out += ["", "<details><summary>message</summary>", "", *_fenced(message), "</details>"]
     return [*out, ""]
@@ -271,15 +280,15 @@ def comparison_markdown(reports: Sequence[ImplReport]) -> str:
         "",
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {environment_line()}",
         "",
-        "| property | " + " | ".join(f"`{r.name}`" for r in reports) + " |",
+        "| property | " + " | ".join(md.code(r.name, table=True) for r in reports) + " |",
         "|---|" + "---|" * len(reports),
     ]
     for prop in properties:
-        lines.append(f"| `{prop}` | " + " | ".join(cells.get((r.name, prop), "–") for r in reports) + " |")
+        lines.append(f"| {md.code(prop, table=True)} | " + " | ".join(cells.get((r.name, prop), "–") for r in reports) + " |")
     totals = [", ".join(f"{n} {s}" for s in records.STATUSES if (n := counts(r.rows)[s])) or "nothing run" for r in reports]
     lines += ["| **totals** | " + " | ".join(totals) + " |", ""]
     if notes:
-        lines += ["Skip reasons:", ""] + [f"{n}. {reason}" for reason, n in notes.items()] + [""]
+        lines += ["Skip reasons:", ""] + [f"{n}. {md.text(reason)}" for reason, n in notes.items()] + [""]
     lines += ["Cells: status, the failure's kind and max error; each implementation's `summary.md` has the counterexamples.", ""]
     return "\n".join(lines)
 
@@ -287,13 +296,13 @@ def comparison_markdown(reports: Sequence[ImplReport]) -> str:
 def _comparison_cell(row: dict[str, Any], notes: dict[str, int]) -> str:
     status = row["status"]
     if status == "skipped":
-        reason = row.get("reason") or "(no reason given)"
+        reason = str(row.get("reason") or "(no reason given)")
         return f"skipped [{notes.setdefault(reason, len(notes) + 1)}]"
     if status not in records.BAD_STATUSES:
-        return status
+        return md.text(status)
     parts = [f"**{status}**"]
     if row.get("kind"):
-        parts.append(row["kind"])
+        parts.append(md.text(row["kind"]))
     if row.get("max_error") is not None:
         parts.append(_num(row["max_error"]))
     return " ".join(parts)
@@ -304,11 +313,7 @@ def _num(value: object) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.3g}"
-    return str(value)
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return md.text(value)
 
 
 def _fenced(text: str) -> list[str]:

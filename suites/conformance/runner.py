@@ -272,6 +272,15 @@ def _pinned_run(spec: str, directory: Path, settings: RunSettings, nodeid: str, 
     return finishes[-1] if finishes else None
 
 
+def _record(raw: bytes) -> records.Record | None:
+    """One line of the log as a usable record, or None (garbage, not an object, refused)."""
+    try:
+        rec = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+    return rec if isinstance(rec, dict) and records.record_problem(rec) is None else None
+
+
 class _Session:
     """One pytest subprocess, watched."""
 
@@ -352,7 +361,9 @@ class _Session:
                 if not raw.endswith(b"\n"):
                     break
                 position += len(raw)
-                rec = json.loads(raw)
+                rec = _record(raw)
+                if rec is None:  # not a usable record: the report names it (records.read_checked)
+                    continue
                 rec["_end"] = position
                 out.append(rec)
         return out

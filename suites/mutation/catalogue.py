@@ -22,6 +22,8 @@ class Mutant:
     what: str
     count: int = 1
     equivalent: str | None = None
+    #: The test files that guard ``file`` (empty: the equivalence suite, the runner's default).
+    tests: tuple[str, ...] = ()
 
 
 MUTANTS: tuple[Mutant, ...] = (
@@ -398,5 +400,46 @@ MUTANTS: tuple[Mutant, ...] = (
         "            if len(blocks_a) % 2 == 0:\n",
         "            if True:\n",
         "interleaved pairs always run the ConvNN call first (an order effect lands on one side)",
+    ),
+    # ------------------------------------------------- result files read as untrusted input
+    Mutant(
+        "report-garbage-lines-unnamed",
+        "reports/untrusted.py",
+        "            skipped.append(Skipped(name, number, why))",
+        "            continue",
+        "a torn or garbage journal line skipped without a word (the report and the sweep name nothing)",
+        tests=("suites/bench/test_untrusted_files.py",),
+    ),
+    Mutant(
+        "journal-append-onto-torn-line",
+        "suites/jsonl.py",
+        'line = "\\n" + line',
+        "line = line",
+        "a resumed writer appends its record onto a torn last line (the record is lost with the fragment)",
+        tests=("suites/bench/test_untrusted_files.py",),
+    ),
+    Mutant(
+        "meta-on-every-rerun",
+        "suites/bench/__main__.py",
+        "    if not anything_to_run:\n        return False\n",
+        "",
+        "every rerun of a finished sweep (each failed assemble) appends another meta record",
+        tests=("suites/bench/test_untrusted_files.py",),
+    ),
+    Mutant(
+        "report-skip-section-dropped",
+        "reports/load.py",
+        "    if not skipped:\n        return []\n    files = len(",
+        "    if skipped or not skipped:\n        return []\n    files = len(",
+        "the report reads around damaged input but its summary never says what it left out",
+        tests=("suites/bench/test_untrusted_files.py",),
+    ),
+    Mutant(
+        "conformance-skip-reason-unescaped",
+        "suites/conformance/report.py",
+        'f"| {md.text(reason)} | {n} |"',
+        'f"| {reason} | {n} |"',
+        "a skip reason written into the conformance summary's table unescaped (newlines and pipes break the table)",
+        tests=("suites/bench/test_untrusted_files.py",),
     ),
 )

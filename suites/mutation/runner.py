@@ -3,7 +3,8 @@
 The copy holds the files git tracks (and untracked, not ignored ones); the suite runs there with
 the current interpreter, so the copy's ``convnn_ref`` shadows the installed one (``python -m
 pytest`` puts the current directory first on ``sys.path``; the runner checks which one it got).
-One pytest process per mutant, ``-x`` (the first failing property kills it), a time limit per
+A mutant of a file the equivalence suite does not read (the report, the sweep's journal) names
+the tests that guard it (``Mutant.tests``); they run instead. One pytest process per mutant, ``-x`` (the first failing property kills it), a time limit per
 mutant (a hang counts as killed: the suite's own per-case limit would catch it).
 """
 
@@ -115,7 +116,9 @@ def which_package(copy: Path) -> str:
     return out.stdout.strip()
 
 
-def run(mutants: Sequence[Mutant], tests: Sequence[str], timeout: float, echo=print) -> list[Outcome]:  # type: ignore[no-untyped-def]
+def run(mutants: Sequence[Mutant], tests: Sequence[str] | None, timeout: float, echo=print) -> list[Outcome]:  # type: ignore[no-untyped-def]
+    """Plant each mutant in turn and run ``tests`` (None: each mutant's own ``tests``, else
+    `DEFAULT_TESTS`) against it."""
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="convnn-mutants-") as tmp:
         copy = scratch_copy(ROOT, Path(tmp))
@@ -131,7 +134,7 @@ def run(mutants: Sequence[Mutant], tests: Sequence[str], timeout: float, echo=pr
                 echo(f"{mutant.id:<32} not applied: {exc}")
                 continue
             try:
-                status, by = run_suite(copy, tests, timeout)
+                status, by = run_suite(copy, tests or mutant.tests or DEFAULT_TESTS, timeout)
             finally:
                 (copy / mutant.file).write_text(original, encoding="utf-8")
             seconds = time.monotonic() - started
@@ -157,9 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown mutant ids: {sorted(unknown)}")
     started = time.time()
-    outcomes = run(chosen, tuple(args.tests or DEFAULT_TESTS), args.timeout)
+    outcomes = run(chosen, tuple(args.tests) if args.tests else None, args.timeout)
     args.out.mkdir(parents=True, exist_ok=True)
-    doc = {"started": started, "wall_s": round(time.time() - started, 1), "tests": list(args.tests or DEFAULT_TESTS),
+    own = sorted({t for m in chosen if not args.tests for t in m.tests})
+    doc = {"started": started, "wall_s": round(time.time() - started, 1), "tests": list(args.tests or [*DEFAULT_TESTS, *own]),
            "mutants": [asdict(o) for o in outcomes]}
     (args.out / "results.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
     (args.out / "summary.md").write_text(report.markdown(doc), encoding="utf-8")
