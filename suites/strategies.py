@@ -139,6 +139,10 @@ class ConvCase:
     style: str = "normal"
     magnitude: float = 1.0
 
+    def shapes(self) -> Shapes:
+        """The `Shapes` of this case (image form)."""
+        return Shapes(form="image", batch=self.batch, channels=self.in_channels, spatial=self.spatial)
+
     @property
     def dims(self) -> int:
         return len(self.spatial)
