@@ -55,6 +55,7 @@ def position_plan(
         config.num_candidates,
         config.grid_margin,
         config.grid_rounding,
+        None if candidates is None else tuple(candidates.tolist()),  # a caller's own subset (position_table's cand_index)
         str(device),
     )
     plan = _plan_cache.get(key)

@@ -138,3 +138,28 @@ def test_eval_mode_turns_attention_dropout_off(heads: int, n: int, k: int, p: fl
                 assert torch.equal(got, want), f"{name} in eval() with dropout {p} differs from dropout 0 by {(got - want).abs().max().item():.3g}: {case}"
             torch.manual_seed(seed)
             assert torch.equal(ref.train()(inp), want), f"{name} in train() with dropout 0 differs from eval(): {case}"
+
+
+@settings(max_examples=10, deadline=None)
+@given(nq=st.integers(1, 5), nk=st.integers(1, 8), d=st.integers(1, 4), frac=st.floats(0.0, 1.0), p=st.floats(0.2, 0.8), seed=st.integers(0, 2**31 - 1))
+def test_sdpa_and_kvt_dropout_are_unbiased(nq: int, nk: int, d: int, frac: float, p: float, seed: int) -> None:
+    """``scaled_dot_product_attention(..., dropout_p=p)`` and ``kvt_attention(..., dropout_p=p)``:
+    the mean of `DRAWS` draws is the dropout-free output (F.scaled_dot_product_attention, and
+    the same with dropout_p=0 for KVT's top-k) within the Hoeffding bound."""
+    topk = max(1, round(frac * nk))
+    q, k = randn((1, nq, d), seed, F64), randn((1, nk, d), seed + 1, F64)
+    v = randn((1, nk, 2), seed + 2, F64).abs() + 0.5
+    rep = [t.expand(DRAWS, -1, -1) for t in (q, k, v)]
+    case = {"nq": nq, "nk": nk, "d": d, "topk": topk, "p": p, "seed": seed}
+    torch.manual_seed(seed)
+    sdpa_draws = cr.scaled_dot_product_attention(*rep, dropout_p=p)
+    gold = torch.nn.functional.scaled_dot_product_attention(q, k, v)[0]
+    w = _dense_weights(q, k, nk, 1 / math.sqrt(d))[0]
+    bound = _hoeffding((w @ v[0]) / (1 - p)) + 1e-12 * gold.abs()
+    _report("test_sdpa_and_kvt_dropout_are_unbiased", (sdpa_draws.mean(0) - gold).abs(), bound, {**case, "fn": "sdpa"}, sdpa_draws.mean(0), gold)
+    torch.manual_seed(seed)
+    kvt_draws = cr.kvt_attention(*rep, topk, dropout_p=p)
+    kvt_gold = cr.kvt_attention(q, k, v, topk)[0]
+    w = _dense_weights(q, k, topk, 1 / math.sqrt(d))[0]
+    bound = _hoeffding((w @ v[0]) / (1 - p)) + 1e-12 * kvt_gold.abs()
+    _report("test_sdpa_and_kvt_dropout_are_unbiased", (kvt_draws.mean(0) - kvt_gold).abs(), bound, {**case, "fn": "kvt"}, kvt_draws.mean(0), kvt_gold)

@@ -429,4 +429,12 @@ MUTANTS: tuple[Mutant, ...] = (
         "COMPUTE_DTYPES = {torch.bfloat16: torch.float32}",
         "float16 tokens scored and summed in float16 (scores past 65504 overflow)",
     ),
+    # ------------------------------------------------- argument coverage (test_arguments.py)
+    Mutant(
+        "table-cache-key-without-candidate-subset",
+        "convnn_ref/fast/table_cache.py",
+        "        None if candidates is None else tuple(candidates.tolist()),  # a caller's own subset (position_table's cand_index)\n",
+        "",
+        "position tables cached without their candidate subset: position_table's cand_index answered from another subset's table",
+    ),
 )
