@@ -241,8 +241,7 @@ def public_callables() -> Iterator[tuple[str, object]]:
 
 def arguments(obj: object) -> list[tuple[str, str]]:
     """``(argument, default)`` of a function, or of a class's constructor."""
-    target = obj.__init__ if isinstance(obj, type) and "__init__" in vars(obj) or _inherits_init(obj) else obj  # type: ignore[misc]
-    params = inspect.signature(target).parameters.values()  # type: ignore[arg-type]
+    params = inspect.signature(obj).parameters.values()  # type: ignore[arg-type]
     rows = []
     for p in params:
         if p.name == "self":
@@ -254,10 +253,6 @@ def arguments(obj: object) -> list[tuple[str, str]]:
             default = "**kwargs"
         rows.append((p.name, default))
     return rows
-
-
-def _inherits_init(obj: object) -> bool:
-    return isinstance(obj, type) and obj.__init__ is not object.__init__
 
 
 def rows() -> list[tuple[str, str, str, str, str]]:

@@ -253,3 +253,25 @@ def with_grads(
     cot = torch.randn(out.shape, generator=g, dtype=torch.float64).to(dtype).to(out.dtype).to(out.device)
     out.backward(cot)
     return out.detach(), {n: None if t is None or n not in wanted else t.grad for n, t in leaves.items()}
+
+
+def image_shapes(x: torch.Tensor) -> Shapes:
+    """The `Shapes` of an image-form input ``(B, C, *S)`` as it is (a malformed one included:
+    missing axes read as 1), for `skip_outside`."""
+    dims = tuple(x.shape)
+    batch = dims[0] if len(dims) > 0 else 1
+    channels = dims[1] if len(dims) > 1 else 1
+    return Shapes(form="image", batch=batch, channels=channels, spatial=dims[2:] or (1,))
+
+
+def attention_shapes(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> Shapes:
+    """The `Shapes` of a sequence-form call ``q (B, Nq, D)``, ``k (B, Nk, D)``, ``v (B, Nk, Dv)``
+    as given (missing axes read as 1), for `skip_outside`."""
+
+    def axis(t: torch.Tensor, i: int) -> int:
+        return t.shape[i] if t.dim() > i else 1
+
+    return Shapes(
+        form="attention", batch=axis(q, 0), nq=axis(q, 1), nk=axis(k, 1), dim=axis(q, 2), vdim=axis(v, 2),
+        self_attention=q is k,
+    )

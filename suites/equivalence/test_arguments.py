@@ -12,7 +12,6 @@ from __future__ import annotations
 import inspect
 import math
 
-import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings

@@ -49,6 +49,7 @@ _EQUIVALENCE_FILES = tuple(
         "test_requires_grad",
         "test_dropout",
         "test_half_precision",
+        "test_arguments",
     )
 )
 DEFAULT_TESTS = (*_EQUIVALENCE_FILES, "suites/test_engine.py")
