@@ -509,7 +509,8 @@ def general_cases(
         kw["coord_encoding"] = _choose(draw, ("none", "aggregate"), "coord_encodings")  # scoring ignores coordinates here
     else:
         kw["similarity"] = _choose(draw, ("cosine", "euclidean", "dot", "scaled_dot"), "similarities")
-        kw["scale"] = draw(st.none() | st.floats(0.1, 2.0))
+        scale = draw(st.none() | st.floats(0.1, 2.0))
+        kw["scale"] = scale if kw["similarity"] == "scaled_dot" else None  # only scaled_dot reads it
         if basis == "hybrid":
             kw["coordinates"] = _choose(draw, ("integer", "normalized"), "coordinates")
             # lambda = 0 scores coordinates alone, full of geometric ties; they stay exact ties
@@ -550,7 +551,8 @@ def general_cases(
     k = draw(st.integers(1, max(1, min(available, 9))) | st.just(available))
     kw["k"] = k
     kw["rho"] = _choose(draw, ("ones", "softmax", "scores"), "rhos")
-    kw["rho_scale"] = draw(st.floats(0.25, 4.0))
+    rho_scale = draw(st.floats(0.25, 4.0))
+    kw["rho_scale"] = rho_scale if kw["rho"] == "softmax" else 1.0  # only softmax reads it
     coord_extra = d if kw.get("coord_encoding") in ("aggregate", "both") else 0
     # One channel under cosine makes every score +-1: all ties, which the tie properties cover.
     one_channel_ties = basis == "feature" and kw.get("similarity") == "cosine" and kw.get("coord_encoding") in ("none", "aggregate")
@@ -592,16 +594,20 @@ def attention_problems(draw: st.DrawFn, styles: tuple[str, ...] = STYLES) -> dic
     limit = r if cand == "random" else nk
     k = draw(st.integers(1, limit))
     dv = draw(st.integers(1, 4))
+    similarity = _choose(draw, ("cosine", "euclidean", "dot", "scaled_dot"), "similarities")
+    scale = draw(st.none() | st.floats(0.1, 2.0))
+    rho = draw(st.sampled_from(("ones", "softmax", "scores")))
+    rho_scale = draw(st.floats(0.25, 4.0))
     config = ConvNNConfig(
         k=k,
         basis="feature",
-        similarity=_choose(draw, ("cosine", "euclidean", "dot", "scaled_dot"), "similarities"),
-        scale=draw(st.none() | st.floats(0.1, 2.0)),
+        similarity=similarity,  # type: ignore[arg-type]
+        scale=scale if similarity == "scaled_dot" else None,  # only scaled_dot reads it
         candidates=cand,
         num_candidates=r,
         self_slot="forced" if forced else "candidate",
-        rho=draw(st.sampled_from(("ones", "softmax", "scores"))),
-        rho_scale=draw(st.floats(0.25, 4.0)),
+        rho=rho,  # type: ignore[arg-type]
+        rho_scale=rho_scale if rho == "softmax" else 1.0,  # only softmax reads it
         kernel="sum",  # the contract's attention() takes no weight; weighted kernels: image form
     )
     return {

@@ -101,8 +101,8 @@ def test_attention_layer_matches_its_projections_and_the_oracle(
     num_candidates = max(1, s - 1) if random_candidates else None
     pool = num_candidates if random_candidates else s
     k = None if k_frac is None else max(1, round(k_frac * pool))
-    if similarity not in ("scaled_dot", "dot"):
-        scale = None  # scale only applies to dot products
+    if similarity != "scaled_dot":
+        scale = None  # only scaled_dot reads it
     torch.manual_seed(seed)
     layer = cr.ConvNNAttention(
         embed, heads, k, similarity=similarity, scale=scale, candidates="random" if random_candidates else "all",
