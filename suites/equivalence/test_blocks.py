@@ -99,8 +99,8 @@ def test_position_table_of_a_34x34_map_matches_the_oracle() -> None:
 
 def test_more_than_a_thousand_queries_through_one_call(impl: Implementation) -> None:
     """1156 queries (34x34) in the feature basis with the full kernel and 48 float64 channels:
-    without autograd the reference aggregates in gather blocks of its real size (227 queries), so
-    the call crosses five block boundaries; the output equals the same call with autograd on
+    without autograd the reference aggregates in gather blocks of its real size (303 queries), so
+    the call crosses three block boundaries; the output equals the same call with autograd on
     (the gather route without blocks), which the oracle properties check."""
     config = cr.ConvNNConfig(k=9, basis="feature", similarity="cosine", kernel="full")
     x = randn((1, 48, 34, 34), 6, torch.float64)
