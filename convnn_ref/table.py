@@ -15,8 +15,8 @@ from convnn_ref import positions, scores, select
 from convnn_ref.config import ConvNNConfig
 from convnn_ref.positions import Geometry
 
-#: Bytes of position scores per query chunk while a table is computed.
-_TABLE_CHUNK_BYTES = 32 * 2**20
+#: Bytes of position scores per query chunk while a table is computed (by default).
+TABLE_CHUNK_BYTES = 32 * 2**20
 
 
 def compute_position_table(
@@ -24,10 +24,13 @@ def compute_position_table(
     config: ConvNNConfig,
     device: torch.device,
     candidates: torch.Tensor | None = None,
+    *,
+    chunk_bytes: int = TABLE_CHUNK_BYTES,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The position-basis neighbour table: index ``(Nq, k)`` into the padded grid's tokens and
     the selected scores ``(Nq, k)`` float64. candidates: a subset of the padded grid's tokens
-    ``(M,)`` (random or grid candidates), or None for all of them. Chunked over queries."""
+    ``(M,)`` (random or grid candidates), or None for all of them. Chunked over queries, at
+    most ``chunk_bytes`` of position scores a chunk."""
     grid_pos = positions.candidate_positions(geometry, device)  # (T, d) int64
     cand_pos = grid_pos if candidates is None else grid_pos[candidates]
     origins = positions.query_origins(geometry, device)
@@ -45,7 +48,7 @@ def compute_position_table(
     dilated = any(dl > 1 for dl in geometry.dilation)
     cand_exact = cand_pos.to(torch.float64)
     m, nq = cand_pos.shape[0], centres.shape[0]
-    chunk = max(1, _TABLE_CHUNK_BYTES // (8 * max(m, 1) * 4))
+    chunk = max(1, chunk_bytes // (8 * max(m, 1) * 4))
     parts = []
     for start in range(0, nq, chunk):
         stop = min(nq, start + chunk)

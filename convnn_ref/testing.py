@@ -14,12 +14,21 @@
   functions return.
 - `scoring_features`: the per-token vectors feature and hybrid scores are taken on (coordinate
   channels and the hybrid embedding included), for error models that need their size.
+- `small_blocks()`: a context manager under which every blocked or chunked loop of the
+  reference (gather blocks, shifted-route column blocks, the engine's tiles, query chunks,
+  position-table chunks) runs a few rows at a time, so that small inputs cross every block
+  boundary; `BlockSizes` and `use_block_sizes` to choose other sizes. The function computed is
+  the same at any size.
 
 The error messages name the argument and the constraint (docs/semantics.md, "Errors").
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from convnn_ref.fast.plan import DEFAULT_BLOCK_SIZES, SMALL_BLOCK_SIZES, BlockSizes, block_sizes, use_block_sizes
 from convnn_ref.functional import position_table, scoring_features
 from convnn_ref.naive import naive_attention, naive_convnn
 from convnn_ref.positions import Geometry, resolve_geometry
@@ -27,9 +36,13 @@ from convnn_ref.select import Neighbours
 from convnn_ref.validation import as_allowed, check_k, check_mask, check_tensor, check_weight
 
 __all__ = [
+    "DEFAULT_BLOCK_SIZES",
+    "SMALL_BLOCK_SIZES",
+    "BlockSizes",
     "Geometry",
     "Neighbours",
     "as_allowed",
+    "block_sizes",
     "check_k",
     "check_mask",
     "check_tensor",
@@ -39,4 +52,13 @@ __all__ = [
     "position_table",
     "resolve_geometry",
     "scoring_features",
+    "small_blocks",
+    "use_block_sizes",
 ]
+
+
+@contextmanager
+def small_blocks() -> Iterator[BlockSizes]:
+    """Within the block the reference runs with `SMALL_BLOCK_SIZES` (see `use_block_sizes`)."""
+    with use_block_sizes(SMALL_BLOCK_SIZES) as sizes:
+        yield sizes

@@ -63,6 +63,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="implementation under test: a built-in name (reference, torch-ops), an entry point, or module:object; repeatable",
     )
+    parser.addoption(
+        "--max-examples-cap",
+        type=int,
+        default=None,
+        help="at most this many examples per property, whatever its profile or settings say (a quick pass over every property)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``--max-examples-cap N``: every collected property runs at most N examples (its own
+    ``@settings`` included); a property then also gives up on filtering sooner, so one whose
+    examples are all outside an implementation's capabilities ends as a skip sooner."""
+    cap = config.getoption("--max-examples-cap")
+    if not cap:
+        return
+    for item in items:
+        fn = getattr(item, "obj", None)
+        own = getattr(fn, "_hypothesis_internal_use_settings", None)
+        if own is not None and own.max_examples > cap:
+            fn._hypothesis_internal_use_settings = settings(own, max_examples=cap)  # type: ignore[union-attr]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -115,7 +135,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     measurement (``max_error``, ``base_error``, ``bound``, per dtype) as the test's properties,
     and report error-convention findings of an otherwise passing test as an xfail."""
     from suites import tolerance
-    from suites.equivalence._common import capability_filtering, convention_log
+    from suites.equivalence._common import MAX_REJECTIONS, capability_filtering, convention_log
     from suites.strategies import pin_consulted, steering
 
     reseed_global_rngs()
@@ -124,8 +144,10 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     impl = getattr(item, "funcargs", {}).get("impl")
     caps = getattr(impl, "capabilities", None)
     name = str(getattr(impl, "name", "implementation"))
+    cap = item.config.getoption("--max-examples-cap")
+    limit = MAX_REJECTIONS if not cap else min(MAX_REJECTIONS, 10 * cap)  # a quick pass gives up sooner
     try:
-        with steering(caps), capability_filtering(name), tolerance.measuring() as measured, convention_log() as conventions:
+        with steering(caps), capability_filtering(name, limit), tolerance.measuring() as measured, convention_log() as conventions:
             result = yield
     finally:
         pin_consulted.reset(pin_token)

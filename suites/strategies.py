@@ -139,6 +139,10 @@ class ConvCase:
     style: str = "normal"
     magnitude: float = 1.0
 
+    def shapes(self) -> Shapes:
+        """The `Shapes` of this case (image form)."""
+        return Shapes(form="image", batch=self.batch, channels=self.in_channels, spatial=self.spatial)
+
     @property
     def dims(self) -> int:
         return len(self.spatial)
@@ -509,8 +513,8 @@ def general_cases(
         kw["coord_encoding"] = _choose(draw, ("none", "aggregate"), "coord_encodings")  # scoring ignores coordinates here
     else:
         kw["similarity"] = _choose(draw, ("cosine", "euclidean", "dot", "scaled_dot"), "similarities")
-        if kw["similarity"] == "scaled_dot":  # the only similarity with a scale (others refuse one)
-            kw["scale"] = draw(st.none() | st.floats(0.1, 2.0))
+        scale = draw(st.none() | st.floats(0.1, 2.0))
+        kw["scale"] = scale if kw["similarity"] == "scaled_dot" else None  # only scaled_dot reads it
         if basis == "hybrid":
             kw["coordinates"] = _choose(draw, ("integer", "normalized"), "coordinates")
             # lambda = 0 scores coordinates alone, full of geometric ties; they stay exact ties
@@ -551,8 +555,8 @@ def general_cases(
     k = draw(st.integers(1, max(1, min(available, 9))) | st.just(available))
     kw["k"] = k
     kw["rho"] = _choose(draw, ("ones", "softmax", "scores"), "rhos")
-    if kw["rho"] == "softmax":  # the only rho with a scale (others refuse one)
-        kw["rho_scale"] = draw(st.floats(0.25, 4.0))
+    rho_scale = draw(st.floats(0.25, 4.0))
+    kw["rho_scale"] = rho_scale if kw["rho"] == "softmax" else 1.0  # only softmax reads it
     coord_extra = d if kw.get("coord_encoding") in ("aggregate", "both") else 0
     # One channel under cosine makes every score +-1: all ties, which the tie properties cover.
     one_channel_ties = basis == "feature" and kw.get("similarity") == "cosine" and kw.get("coord_encoding") in ("none", "aggregate")
@@ -595,17 +599,19 @@ def attention_problems(draw: st.DrawFn, styles: tuple[str, ...] = STYLES) -> dic
     k = draw(st.integers(1, limit))
     dv = draw(st.integers(1, 4))
     similarity = _choose(draw, ("cosine", "euclidean", "dot", "scaled_dot"), "similarities")
+    scale = draw(st.none() | st.floats(0.1, 2.0))
     rho = draw(st.sampled_from(("ones", "softmax", "scores")))
+    rho_scale = draw(st.floats(0.25, 4.0))
     config = ConvNNConfig(
         k=k,
         basis="feature",
         similarity=similarity,  # type: ignore[arg-type]
-        scale=draw(st.none() | st.floats(0.1, 2.0)) if similarity == "scaled_dot" else None,  # only scaled_dot has a scale
+        scale=scale if similarity == "scaled_dot" else None,  # only scaled_dot reads it
         candidates=cand,
         num_candidates=r,
         self_slot="forced" if forced else "candidate",
         rho=rho,  # type: ignore[arg-type]
-        rho_scale=draw(st.floats(0.25, 4.0)) if rho == "softmax" else 1.0,  # only softmax has a scale
+        rho_scale=rho_scale if rho == "softmax" else 1.0,  # only softmax reads it
         kernel="sum",  # the contract's attention() takes no weight; weighted kernels: image form
     )
     return {

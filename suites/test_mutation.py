@@ -46,3 +46,13 @@ def test_default_tests_cover_the_whole_equivalence_suite() -> None:
 
     files = {p.relative_to(ROOT).as_posix() for p in (ROOT / "suites" / "equivalence").glob("test_*.py")}
     assert set(DEFAULT_TESTS) == files | {"suites/test_engine.py", "suites/bench/test_stopwatch.py"}
+
+
+def test_selection_by_id_and_glob() -> None:
+    """``--only`` picks ids, ``--match`` globs; both together take the union; neither takes all."""
+    from suites.mutation.runner import select
+
+    ids = [m.id for m in select(MUTANTS, ["own-token-last"], ["shifted-*"])]
+    assert "own-token-last" in ids and all(i == "own-token-last" or i.startswith("shifted-") for i in ids)
+    assert len(ids) >= 3
+    assert select(MUTANTS, None, None) == list(MUTANTS)

@@ -61,7 +61,7 @@ from types import ModuleType
 import torch
 
 from convnn_ref import select
-from convnn_ref.fast.plan import chunk_size
+from convnn_ref.fast.plan import block_sizes, chunk_size
 from convnn_ref.fast.ranking import rank_scores, row_norms
 from convnn_ref.select import Neighbours, SelectionRule
 
@@ -225,11 +225,6 @@ def select_all(
     return nb
 
 
-#: Tiles of the fused search: queries x candidate columns whose float32 scores (2 MiB) stay in
-#: cache between the matrix product that writes them and the heaps that read them.
-TILE_QUERIES, TILE_COLUMNS = 512, 1024
-
-
 def _search(queries: torch.Tensor, keys: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The n largest inner products of every query ``(B, Nq, D)`` with the keys ``(B, M, D)``
     (float32, any layout): ``(values, columns)`` ``(B, Nq, n)``, descending, equal values in any
@@ -242,17 +237,20 @@ def _search(queries: torch.Tensor, keys: torch.Tensor, n: int) -> tuple[torch.Te
     m = keys.shape[1]
     values = torch.empty(b, nq, n, dtype=torch.float32)
     columns = torch.empty(b, nq, n, dtype=torch.int64)
-    tile = torch.empty(min(nq, TILE_QUERIES) * min(m, TILE_COLUMNS), dtype=torch.float32)
+    # tiles of queries x candidate columns (512 x 1024 float32 by default: 2 MiB) stay in cache
+    # between the matrix product that writes them and the heaps that read them
+    tile_queries, tile_columns = block_sizes().tile_queries, block_sizes().tile_columns
+    tile = torch.empty(min(nq, tile_queries) * min(m, tile_columns), dtype=torch.float32)
     for i in range(b):
         heaps = faiss.float_minheap_array_t()  # a min-heap of size n keeps the n largest
         heaps.nh, heaps.k = nq, n
         heaps.val, heaps.ids = faiss.swig_ptr(values[i].numpy()), faiss.swig_ptr(columns[i].numpy())
         heaps.heapify()
         keys_t = keys[i].t()
-        for q0 in range(0, nq, TILE_QUERIES):
-            q1 = min(nq, q0 + TILE_QUERIES)
-            for k0 in range(0, m, TILE_COLUMNS):
-                k1 = min(m, k0 + TILE_COLUMNS)
+        for q0 in range(0, nq, tile_queries):
+            q1 = min(nq, q0 + tile_queries)
+            for k0 in range(0, m, tile_columns):
+                k1 = min(m, k0 + tile_columns)
                 block = torch.mm(queries[i, q0:q1], keys_t[:, k0:k1], out=tile[: (q1 - q0) * (k1 - k0)].view(q1 - q0, k1 - k0))
                 heaps.addn(k1 - k0, faiss.swig_ptr(block.numpy()), k0, q0, q1 - q0)
         heaps.reorder()

@@ -26,7 +26,7 @@ import torch.utils.checkpoint
 from convnn_ref import aggregate, scores, select
 from convnn_ref.config import ConvNNConfig
 from convnn_ref.fast import engine
-from convnn_ref.fast.plan import DENSE_SUM_FRACTION, TokenCall, chunk_size
+from convnn_ref.fast.plan import DENSE_SUM_FRACTION, TokenCall, block_sizes, chunk_size
 from convnn_ref.fast.ranking import exact_where_nonfinite, gather_tokens, nonfinite_tokens, rank_keys, rank_scores
 from convnn_ref.fast.shifted import channels_first_grid, shifted_aggregate
 from convnn_ref.fast.table_cache import PositionPlan
@@ -103,11 +103,6 @@ def token_neighbours(call: TokenCall) -> Neighbours:
     return Neighbours(index, _selected_scores(call.queries, call.keys, index, call.config), valid)
 
 
-#: Bytes of one gathered block of the no-grad aggregation (`_blocked_gather_route`): small enough
-#: to stay in cache between the gather that writes it and the matrix product that reads it.
-GATHER_BLOCK_BYTES = 2**20
-
-
 def gather_route(call: TokenCall) -> torch.Tensor:
     """Per query chunk: select, gather the k values by index ``(B, c, k, C)``, aggregate, write
     the chunk's output. Without autograd, the full kernel runs blocked (`_blocked_gather_route`)."""
@@ -159,7 +154,7 @@ def _blocked_gather_route(call: TokenCall) -> torch.Tensor:
     if not channels_first:
         values = values.contiguous()  # (B, T, C): whole rows per gathered token
     out = _new_output(values, b, nq, c_out, call.channels_first)
-    rows = max(1, GATHER_BLOCK_BYTES // (k * c_in * values.element_size()))
+    rows = max(1, block_sizes().gather_block_bytes // (k * c_in * values.element_size()))
     gathered = values.new_empty(rows * k * c_in)
     y = values.new_empty(rows * c_out)
     wide = weight.reshape(c_out, c_in * k) if channels_first else aggregate.kernel_matrix(weight)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from convnn_ref.fast.plan import block_sizes
+
 
 @dataclass(frozen=True)
 class ShiftStructure:
@@ -109,11 +111,6 @@ def shifted_aggregate(
     return y if bias is None else y + bias[:, None]
 
 
-#: Bytes of one column block of `_blocked_products`' stacked taps: cache-sized, so the matrix
-#: product reads the block where its k slice copies left it.
-COLUMN_BLOCK_BYTES = 2**21
-
-
 def _shifted_products(xg: torch.Tensor, w: torch.Tensor, shifts: tuple[int, ...], length: int) -> torch.Tensor:
     """``out = sum_t w[..., t] @ xg[:, :, shift_t : shift_t + length]``, accumulated in place.
     xg ``(G, C_in/G, L)``, w ``(G, C_out/G, C_in/G, k)`` -> ``(G, C_out/G, length)``. One group
@@ -143,7 +140,8 @@ def _blocked_products(x: torch.Tensor, w: torch.Tensor, shifts: tuple[int, ...],
     c_out, c_in, k = w.shape
     wide = w.permute(0, 2, 1).reshape(c_out, k * c_in)  # column t*C_in + c is tap t, channel c
     out = x.new_empty(c_out, length)
-    cols = max(64, COLUMN_BLOCK_BYTES // (k * c_in * x.element_size()))
+    sizes = block_sizes()  # cache-sized: the product reads a block where its k slice copies left it
+    cols = max(sizes.min_block_columns, sizes.column_block_bytes // (k * c_in * x.element_size()))
     buffer = x.new_empty(k * c_in * min(cols, length))
     for start in range(0, length, cols):
         n = min(cols, length - start)

@@ -19,7 +19,7 @@ import convnn_ref as cr
 from convnn_ref.config import ConvNNConfig
 from convnn_ref.testing import naive_attention
 from suites import tolerance
-from suites.implementations import Implementation
+from suites.implementations import Implementation, Shapes
 
 SMOKE = settings(max_examples=6, deadline=None)
 DTYPE = torch.float64
@@ -40,7 +40,7 @@ def _conv_property(prop: str, impl: Implementation, kernel: tuple[int, ...], pad
     gold: the same; the inputs are float64 already)."""
     d = len(kernel)
     config = cr.conv_config(kernel, spatial_dims=d, padding=padding)
-    _skip_outside(impl, config, "image", spatial_dims=d)
+    _skip_outside(impl, config, "image", spatial_dims=d, shapes=Shapes(form="image", batch=1, channels=c[0], spatial=spatial))
     case = {"kernel": kernel, "padding": padding, "channels": c, "spatial": spatial, "seed": seed}
     x, w, b = _randn((1, c[0], *spatial), seed), _randn((c[1], c[0], *kernel), seed + 1), _randn((c[1],), seed + 2)
     cand = impl.convnn(x, w.reshape(c[1], c[0], -1), b, config)
@@ -67,7 +67,7 @@ def test_conv1d_unpadded(impl: Implementation, k: int, c: tuple[int, int], n: in
 def test_attention_dense(impl: Implementation, nq: int, nk: int, dim: int, seed: int) -> None:
     """Dense ConvNN attention (scaled dot, softmax, sum, k = Nk) against SDPA."""
     config = ConvNNConfig(k=nk, basis="feature", similarity="scaled_dot", rho="softmax", kernel="sum")
-    _skip_outside(impl, config, "attention")
+    _skip_outside(impl, config, "attention", shapes=Shapes(form="attention", batch=2, nq=nq, nk=nk, dim=dim, vdim=3, self_attention=False))
     q, k, v = _randn((2, nq, dim), seed), _randn((2, nk, dim), seed + 1), _randn((2, nk, 3), seed + 2)
     cand = impl.attention(q, k, v, config)
     gold = F.scaled_dot_product_attention(q, k, v)
@@ -81,7 +81,7 @@ def test_attention_ties(impl: Implementation, nq: int, nk: int, seed: int) -> No
     """Every key equal, k = 1: the tie rule picks the lowest index, so every output is v[:, 0]
     (base and gold: the naive oracle)."""
     config = ConvNNConfig(k=1, basis="feature", similarity="dot", rho="ones", kernel="sum")
-    _skip_outside(impl, config, "attention")
+    _skip_outside(impl, config, "attention", shapes=Shapes(form="attention", batch=1, nq=nq, nk=nk, dim=2, vdim=3, self_attention=False))
     q = _randn((1, nq, 2), seed)
     k = _randn((1, 1, 2), seed + 1).expand(1, nk, 2).contiguous()
     v = _randn((1, nk, 3), seed + 2)

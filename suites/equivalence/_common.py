@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import assume
-from hypothesis.control import currently_in_test_context
+from hypothesis.control import current_build_context, currently_in_test_context
 from hypothesis.errors import Unsatisfiable
 
 from convnn_ref.config import ConvNNConfig
@@ -34,10 +34,32 @@ MAX_REJECTIONS = 200
 
 @dataclass
 class CapabilityLog:
-    """One test's capability filtering: the reasons examples were rejected, and how many were accepted."""
+    """One test's capability filtering: the reasons examples were rejected, and how many were
+    accepted. An example counts as accepted only once it is over and no capability check of it
+    refused: a property that checks two configurations (a call and its sibling) accepts an
+    example only when both are within the capabilities."""
 
     reasons: Counter[str] = field(default_factory=Counter)
     accepted: int = 0
+    #: Rejections, with no example accepted yet, after which the property is skipped whole.
+    max_rejections: int = MAX_REJECTIONS
+    #: The example now running (its Hypothesis build context), and whether a capability check of
+    #: it passed / refused.
+    current: object = None
+    passed: bool = False
+    refused: bool = False
+
+    def enter(self, example: object) -> None:
+        """Note a capability check of ``example``; an earlier example is settled first."""
+        if example is not self.current:
+            self.settle()
+            self.current, self.passed, self.refused = example, False, False
+
+    def settle(self) -> None:
+        """Count the current example as accepted when a check passed and none refused."""
+        if self.current is not None and self.passed and not self.refused:
+            self.accepted += 1
+        self.current, self.passed, self.refused = None, False, False
 
     def skip_reason(self, name: str) -> str:
         """The skip message: the most frequent reasons, most frequent first."""
@@ -49,14 +71,15 @@ _log: ContextVar[CapabilityLog | None] = ContextVar("capability_log", default=No
 
 
 @contextmanager
-def capability_filtering(name: str) -> Iterator[CapabilityLog]:
+def capability_filtering(name: str, max_rejections: int = MAX_REJECTIONS) -> Iterator[CapabilityLog]:
     """Scope of one test call: collects `skip_outside`'s rejections, and turns Hypothesis'
     `Unsatisfiable` (every example rejected) into a skip with the capability reasons."""
-    log = CapabilityLog()
+    log = CapabilityLog(max_rejections=max_rejections)
     token = _log.set(log)
     try:
         yield log
     except Unsatisfiable:
+        log.settle()
         if log.accepted or not log.reasons:
             raise
         pytest.skip(log.skip_reason(name))
@@ -103,13 +126,16 @@ def reject(impl: Implementation, reason: str | None) -> None:
     """Filter the current example out when ``reason`` is not None, counting the reason (see
     `skip_outside`); a no-op for None."""
     log = _log.get()
+    if log is not None and currently_in_test_context():
+        log.enter(current_build_context())
     if reason is None:
         if log is not None:
-            log.accepted += 1
+            log.passed = True
         return
     if log is not None:
+        log.refused = True
         log.reasons[reason.split(":", 1)[0]] += 1
-        if not log.accepted and log.reasons.total() >= MAX_REJECTIONS:
+        if not log.accepted and log.reasons.total() >= log.max_rejections:
             pytest.skip(log.skip_reason(impl.name))
     assume(False)
 
@@ -227,3 +253,25 @@ def with_grads(
     cot = torch.randn(out.shape, generator=g, dtype=torch.float64).to(dtype).to(out.dtype).to(out.device)
     out.backward(cot)
     return out.detach(), {n: None if t is None or n not in wanted else t.grad for n, t in leaves.items()}
+
+
+def image_shapes(x: torch.Tensor) -> Shapes:
+    """The `Shapes` of an image-form input ``(B, C, *S)`` as it is (a malformed one included:
+    missing axes read as 1), for `skip_outside`."""
+    dims = tuple(x.shape)
+    batch = dims[0] if len(dims) > 0 else 1
+    channels = dims[1] if len(dims) > 1 else 1
+    return Shapes(form="image", batch=batch, channels=channels, spatial=dims[2:] or (1,))
+
+
+def attention_shapes(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> Shapes:
+    """The `Shapes` of a sequence-form call ``q (B, Nq, D)``, ``k (B, Nk, D)``, ``v (B, Nk, Dv)``
+    as given (missing axes read as 1), for `skip_outside`."""
+
+    def axis(t: torch.Tensor, i: int) -> int:
+        return t.shape[i] if t.dim() > i else 1
+
+    return Shapes(
+        form="attention", batch=axis(q, 0), nq=axis(q, 1), nk=axis(k, 1), dim=axis(q, 2), vdim=axis(v, 2),
+        self_attention=q is k,
+    )

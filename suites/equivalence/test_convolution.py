@@ -21,7 +21,7 @@ from suites.strategies import EDGE_CONVS, ConvCase, conv_cases
 
 
 def conv_shapes(case: ConvCase) -> Shapes:
-    return Shapes(form="image", batch=case.batch, channels=case.in_channels, spatial=case.spatial)
+    return case.shapes()
 
 
 def _conv_property(prop: str, impl: Implementation, case: ConvCase, dtype: torch.dtype, device: str) -> None:

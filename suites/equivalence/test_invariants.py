@@ -17,12 +17,17 @@ from convnn_ref.config import per_axis
 from convnn_ref.testing import naive_convnn
 from suites import tolerance
 from suites.equivalence._common import DEVICES, claims_tie_rule, options, reject, skip_outside, torch_conv
-from suites.implementations import Implementation
+from suites.implementations import Implementation, Shapes
 from suites.strategies import EDGE_CONVS, ConvCase, GeneralCase, conv_cases, general_cases, randn
 from suites.ties import image_ambiguity, image_score_gain
 
 F64 = torch.float64
 SEQ = st.integers(1, 12)
+
+
+def _tokens_shapes(d: int, n: int) -> Shapes:
+    """The shapes of the token properties' input ``(2, d, n)``."""
+    return Shapes(form="image", batch=2, channels=d, spatial=(n,))
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -61,7 +66,7 @@ def test_token_permutation_equivariance(
 ) -> None:
     """Feature basis with k = N, softmax and the sum kernel: permuting the tokens permutes the output."""
     config = cr.ConvNNConfig(k=n, basis="feature", similarity=similarity, rho="softmax", kernel="sum")  # type: ignore[arg-type]
-    skip_outside(impl, config, form="image", dtype=F64, device=device, spatial_dims=1)
+    skip_outside(impl, config, form="image", dtype=F64, device=device, spatial_dims=1, shapes=_tokens_shapes(d, n))
     x = randn((2, d, n), seed, F64, device)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(device)
     y = impl.convnn(x, None, None, config)
@@ -77,7 +82,8 @@ def test_token_permutation_equivariance(
 def test_key_permutation_invariance(impl: Implementation, device: str, nq: int, nk: int, d: int, seed: int) -> None:
     """Dense attention is order-free in its keys: permuting keys and values together leaves the output unchanged."""
     config = cr.ConvNNConfig(k=nk, basis="feature", similarity="scaled_dot", rho="softmax", kernel="sum")
-    skip_outside(impl, config, form="attention", dtype=F64, device=device)
+    shapes = Shapes(form="attention", batch=1, nq=nq, nk=nk, dim=d, vdim=d, self_attention=False)
+    skip_outside(impl, config, form="attention", dtype=F64, device=device, shapes=shapes)
     q, k, v = (randn((1, n, d), seed + i, F64, device) for i, n in enumerate((nq, nk, nk)))
     perm = torch.randperm(nk, generator=torch.Generator().manual_seed(seed)).to(device)
     y = impl.attention(q, k, v, config)
@@ -99,7 +105,7 @@ def test_translation_equivariance(impl: Implementation, device: str, case: ConvC
     """Position basis (stride 1): shifting the input along the last axis shifts the output, away from the borders."""
     case = ConvCase(**{**case.__dict__, "stride": (1,) * case.dims})
     config = case.config()
-    skip_outside(impl, config, form="image", dtype=F64, device=device, spatial_dims=case.dims)
+    skip_outside(impl, config, form="image", dtype=F64, device=device, spatial_dims=case.dims, shapes=case.shapes())
     t = case.tensors(F64, device)
     w = t["weight"].reshape(case.out_channels, case.in_channels // case.groups, -1)  # type: ignore[union-attr]
     y = impl.convnn(t["x"], w, t["bias"], config)
@@ -121,7 +127,7 @@ def test_translation_equivariance(impl: Implementation, device: str, case: ConvC
 def test_k1_is_gather(impl: Implementation, device: str, n: int, d: int, seed: int) -> None:
     """k = 1 with softmax is a hard argmax gather: each output is exactly the best-scoring token's features."""
     config = cr.ConvNNConfig(k=1, basis="feature", similarity="dot", rho="softmax", kernel="sum")
-    skip_outside(impl, config, form="image", dtype=F64, device=device, spatial_dims=1)
+    skip_outside(impl, config, form="image", dtype=F64, device=device, spatial_dims=1, shapes=_tokens_shapes(d, n))
     x = randn((2, d, n), seed, F64, device)
     tokens = x.transpose(1, 2).cpu()
     s = tokens @ tokens.transpose(1, 2)
@@ -148,7 +154,7 @@ def test_dense_limit_k_equals_n(impl: Implementation, device: str, n: int, d: in
     config = cr.ConvNNConfig(
         k=n, basis="feature", similarity="cosine", rho="softmax", rho_scale=rho_scale, kernel="sum"
     )
-    skip_outside(impl, config, form="image", dtype=F64, device=device, spatial_dims=1)
+    skip_outside(impl, config, form="image", dtype=F64, device=device, spatial_dims=1, shapes=_tokens_shapes(d, n))
     x = randn((2, d, n), seed, F64, device)
     f = x.transpose(1, 2).cpu()
     u = f / f.norm(dim=-1, keepdim=True).clamp_min(1e-12)
@@ -169,7 +175,7 @@ def test_dense_limit_k_equals_n(impl: Implementation, device: str, n: int, d: in
 def test_cpu_determinism(impl: Implementation, case: GeneralCase, dtype: torch.dtype) -> None:
     """On the CPU two calls with the same input and generator seed are bitwise equal, random candidates included."""
     c = case.config
-    skip_outside(impl, c, form="image", dtype=dtype, device="cpu", spatial_dims=len(case.spatial))
+    skip_outside(impl, c, form="image", dtype=dtype, device="cpu", spatial_dims=len(case.spatial), shapes=case.shapes())
     if not impl.capabilities.deterministic:
         pytest.skip(f"{impl.name}: declares deterministic=False")
     t = case.tensors(dtype)
@@ -182,7 +188,7 @@ def test_cpu_determinism(impl: Implementation, case: GeneralCase, dtype: torch.d
 def test_random_draw_follows_the_seed(impl: Implementation, case: GeneralCase) -> None:
     """Random candidates are a function of the generator's seed: a fresh generator with that seed replays the output."""
     c = case.config
-    skip_outside(impl, c, form="image", dtype=F64, device="cpu", spatial_dims=len(case.spatial))
+    skip_outside(impl, c, form="image", dtype=F64, device="cpu", spatial_dims=len(case.spatial), shapes=case.shapes())
     t = case.tensors(F64)
     g = case.generator()
     first = impl.convnn(t["x"], t["weight"], t["bias"], c, generator=g)
@@ -196,7 +202,7 @@ def test_random_draw_follows_the_seed(impl: Implementation, case: GeneralCase) -
 def test_conv_linearity_in_weight(impl: Implementation, device: str, case: ConvCase) -> None:
     """The exact conv configuration is linear in its weight: conv(x, w1 + w2) = conv(x, w1) + conv(x, w2) - bias."""
     config = case.config()
-    skip_outside(impl, config, form="image", dtype=F64, device=device, spatial_dims=case.dims)
+    skip_outside(impl, config, form="image", dtype=F64, device=device, spatial_dims=case.dims, shapes=case.shapes())
     t = case.tensors(F64, device)
     w1 = t["weight"].reshape(case.out_channels, case.in_channels // case.groups, -1)  # type: ignore[union-attr]
     w2 = randn(tuple(w1.shape), case.seed + 5, F64, device)
@@ -283,7 +289,9 @@ def test_calls_do_not_leak_into_each_other(impl: Implementation, device: str, dr
     assume(sibling is not None)
     assert sibling is not None
     skip_outside(impl, c, form="image", dtype=F64, device=device, spatial_dims=len(case.spatial), shapes=case.shapes())
-    reject(impl, impl.capabilities.reason(sibling, form="image", dtype=F64, device=device, spatial_dims=len(case.spatial)))
+    reject(impl, impl.capabilities.reason(
+        sibling, form="image", dtype=F64, device=device, spatial_dims=len(case.spatial), shapes=case.shapes()
+    ))
     t = case.tensors(F64, device)
     if not claims_tie_rule(impl):  # position ties are exact: the canonical rule decides them
         reject(impl, image_ambiguity(t["x"], c, generator=case.generator(), scored_dim=case.in_channels + 3))  # type: ignore[arg-type]

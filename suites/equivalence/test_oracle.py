@@ -250,7 +250,8 @@ def test_hybrid_ties_follow_the_canonical_rule(
         kernel="sum",
         coord_encoding="score",
     )  # type: ignore[arg-type]
-    skip_outside(impl, config, form="image", dtype=torch.float64, device="cpu", spatial_dims=2)
+    shapes = Shapes(form="image", batch=1, channels=3, spatial=(h, w))
+    skip_outside(impl, config, form="image", dtype=torch.float64, device="cpu", spatial_dims=2, shapes=shapes)
     x = randn((1, 3, h, w), seed, torch.float64)
     gold = naive_convnn(x, None, None, config)
     cand = impl.convnn(x, None, None, config)

@@ -113,7 +113,7 @@ def test_offset_slots_are_conv_taps(case: ConvCase) -> None:
 def test_neighbours_match_position_table(impl: Implementation, device: str, case: GeneralCase) -> None:
     """impl.neighbours in the position basis returns the table's neighbours (as sets) with the table's scores."""
     c = case.config
-    skip_outside(impl, c, form="image", dtype=F64, device=device, spatial_dims=len(case.spatial))
+    skip_outside(impl, c, form="image", dtype=F64, device=device, spatial_dims=len(case.spatial), shapes=case.shapes())
     if not impl.capabilities.neighbours:
         pytest.skip(f"{impl.name}: offers no neighbours()")
     out = impl.neighbours(case.tensors(F64, device)["x"], c)  # type: ignore[arg-type]

@@ -442,4 +442,93 @@ MUTANTS: tuple[Mutant, ...] = (
         "a skip reason written into the conformance summary's table unescaped (newlines and pipes break the table)",
         tests=("suites/bench/test_untrusted_files.py",),
     ),
+    # ------------------------------------------------------- blocks and chunks (test_blocks.py)
+    Mutant(
+        "gather-block-rows-of-the-first-block",
+        "convnn_ref/fast/routes.py",
+        "index = nb.index[i, r0:r1]  # (n, k)",
+        "index = nb.index[i, : r1 - r0]  # (n, k)",
+        "no-grad full-kernel aggregation: every gather block reads the first block's neighbours",
+    ),
+    Mutant(
+        "shifted-column-block-offset-dropped",
+        "convnn_ref/fast/shifted.py",
+        "stacked[t] = x[:, start + shift : start + shift + n]",
+        "stacked[t] = x[:, shift : shift + n]",
+        "shifted route: every column block stacks the first block's columns",
+    ),
+    Mutant(
+        "table-chunk-scores-the-first-queries",
+        "convnn_ref/table.py",
+        "s = scores.position_scores(centres[start:stop], cand_exact, config.metric, axis_unit)",
+        "s = scores.position_scores(centres[: stop - start], cand_exact, config.metric, axis_unit)",
+        "position table: every query chunk is scored from the first chunk's centres",
+    ),
+    Mutant(
+        "engine-tile-column-offset-dropped",
+        "convnn_ref/fast/engine.py",
+        "heaps.addn(k1 - k0, faiss.swig_ptr(block.numpy()), k0, q0, q1 - q0)",
+        "heaps.addn(k1 - k0, faiss.swig_ptr(block.numpy()), 0, q0, q1 - q0)",
+        "fused search: the candidates of every column tile numbered from 0",
+    ),
+    # ------------------------------------------- requires_grad combinations (test_requires_grad.py)
+    Mutant(
+        "shifted-backward-input-grad-keyed-on-weight",
+        "convnn_ref/fast/shifted.py",
+        "grad_x = torch.zeros_like(xg) if ctx.needs_input_grad[0] else None",
+        "grad_x = torch.zeros_like(xg) if ctx.needs_input_grad[1] else None",
+        "shifted route's backward: the input's gradient computed only when the weight needs one (a frozen weight starves the input)",
+    ),
+    Mutant(
+        "blocked-route-grad-only-from-parameters",
+        "convnn_ref/fast/routes.py",
+        "tensors = (call.queries, call.keys, call.values, call.weight, call.bias)",
+        "tensors = (call.weight, call.bias)",
+        "the no-grad blocked aggregation taken whenever weight and bias are frozen, though the input needs a gradient",
+    ),
+    # ------------------------------------------------------------------ dropout (test_dropout.py)
+    Mutant(
+        "attention-dropout-in-eval",
+        "convnn_ref/layers.py",
+        "dropout_p=self.dropout if self.training else 0.0,",
+        "dropout_p=self.dropout,",
+        "ConvNNAttention drops attention weights in eval() too",
+    ),
+    Mutant(
+        "kvt-dropout-in-eval",
+        "convnn_ref/kvt.py",
+        "dropout_p = self.attn_drop.p if self.training else 0.0",
+        "dropout_p = self.attn_drop.p",
+        "KVTAttention drops attention probabilities in eval() too",
+    ),
+    Mutant(
+        "dense-dropout-not-rescaled",
+        "convnn_ref/fast/routes.py",
+        "w = torch.nn.functional.dropout(w, call.dropout_p)",
+        "w = torch.nn.functional.dropout(w, call.dropout_p) * (1 - call.dropout_p)",
+        "dense route: dropped weights not rescaled by 1/(1-p) (a biased output in train())",
+    ),
+    Mutant(
+        "gather-dropout-not-rescaled",
+        "convnn_ref/aggregate.py",
+        "else w, dropout_p)",
+        "else w, dropout_p) * (1 - dropout_p)",
+        "gather route: dropped rho weights not rescaled by 1/(1-p) (a biased output in train())",
+    ),
+    # ------------------------------------- half precision at large magnitudes (test_half_precision.py)
+    Mutant(
+        "float16-not-widened",
+        "convnn_ref/fast/routes.py",
+        "COMPUTE_DTYPES = {torch.float16: torch.float32, torch.bfloat16: torch.float32}",
+        "COMPUTE_DTYPES = {torch.bfloat16: torch.float32}",
+        "float16 tokens scored and summed in float16 (scores past 65504 overflow)",
+    ),
+    # ------------------------------------------------- argument coverage (test_arguments.py)
+    Mutant(
+        "table-cache-key-without-candidate-subset",
+        "convnn_ref/fast/table_cache.py",
+        "        None if candidates is None else tuple(candidates.tolist()),  # a caller's own subset (position_table's cand_index)\n",
+        "",
+        "position tables cached without their candidate subset: position_table's cand_index answered from another subset's table",
+    ),
 )

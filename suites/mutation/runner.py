@@ -11,6 +11,7 @@ mutant (a hang counts as killed: the suite's own per-case limit would catch it).
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import shutil
@@ -46,6 +47,11 @@ _EQUIVALENCE_FILES = tuple(
         "test_hostile_input",
         "test_inert_knobs",
         "test_torch_claims",
+        "test_blocks",
+        "test_requires_grad",
+        "test_dropout",
+        "test_half_precision",
+        "test_arguments",
     )
 )
 #: The benchmark stopwatch's decision logic (intervals, verdicts, threads), a few seconds.
@@ -143,9 +149,17 @@ def run(mutants: Sequence[Mutant], tests: Sequence[str] | None, timeout: float, 
     return outcomes
 
 
+def select(mutants: Sequence[Mutant], only: Sequence[str] | None, match: Sequence[str] | None) -> list[Mutant]:
+    """The mutants named by ``only`` (ids) or matching a glob of ``match``; all without either."""
+    if not only and not match:
+        return list(mutants)
+    return [m for m in mutants if m.id in (only or ()) or any(fnmatch.fnmatchcase(m.id, g) for g in match or ())]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m suites.mutation", description=__doc__)
     parser.add_argument("--only", action="append", default=None, help="run only this mutant id (repeatable)")
+    parser.add_argument("--match", action="append", default=None, help="run only mutants whose id matches this glob, e.g. 'dropout-*' (repeatable)")
     parser.add_argument("--out", type=Path, default=Path("reports/mutants"), help="output directory (default: %(default)s)")
     parser.add_argument("--tests", action="append", default=None, help=f"pytest paths (default: {' '.join(DEFAULT_TESTS)})")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per mutant (default: %(default)s)")
@@ -155,10 +169,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for m in MUTANTS:
             print(f"{m.id:<32} {m.file}: {m.what}")
         return 0
-    chosen = [m for m in MUTANTS if not args.only or m.id in args.only]
+    chosen = select(MUTANTS, args.only, args.match)
     unknown = set(args.only or ()) - {m.id for m in MUTANTS}
     if unknown:
         parser.error(f"unknown mutant ids: {sorted(unknown)}")
+    unmatched = [g for g in args.match or () if not any(fnmatch.fnmatchcase(m.id, g) for m in MUTANTS)]
+    if unmatched:
+        parser.error(f"no mutant id matches {unmatched}")
     started = time.time()
     outcomes = run(chosen, tuple(args.tests) if args.tests else None, args.timeout)
     args.out.mkdir(parents=True, exist_ok=True)
