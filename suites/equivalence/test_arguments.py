@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
@@ -62,6 +63,11 @@ def test_conv_layers_and_conv_config_match_torch_conv(
                     padding_mode=padding_mode, dtype=dtype)
     layer_cls = cr.convnn_layer(d)
     assert layer_cls is (cr.ConvNN1d, cr.ConvNN2d, cr.ConvNN3d)[d - 1]
+    if padding == 0 and padding_mode != "zeros":
+        # nn.ConvNd accepts a padding mode it never uses; ConvNN refuses an inert knob by name.
+        with pytest.raises(ValueError, match="padding_mode"):
+            layer_cls(c_in, c_out, config, bias=bias, padding_mode=padding_mode, device="cpu", dtype=dtype)
+        return
     layer = layer_cls(c_in, c_out, config, bias=bias, padding_mode=padding_mode, memory_budget=memory_budget, device="cpu", dtype=dtype)
     assert layer.weight.dtype == dtype and (layer.bias is not None) == bias
     _copy_params(layer, conv)
@@ -241,6 +247,7 @@ def test_step_functions_match_their_formulas(
                 assert torch.equal(got[i, q, t], values[i, row])
     scores = randn((b, nq, k), seed + 1, F64)
     valid = torch.rand((b, nq, k), generator=gen) < 0.7 if with_valid else None
+    rho_scale = rho_scale if rho == "softmax" else 1.0  # only softmax reads it (elsewhere refused as inert)
     w = cr.rho_weights(scores, valid, rho, rho_scale)
     ok = torch.ones_like(scores, dtype=torch.bool) if valid is None else valid
     for i in range(b):

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import convnn_ref as cr
-from suites.equivalence._common import expect_named_error, skip_outside
+from suites.equivalence._common import attention_shapes, expect_named_error, image_shapes, skip_outside
 from suites.implementations import Implementation
 from suites.strategies import randn
 
@@ -32,7 +32,7 @@ def _image(
 ) -> None:
     """impl.convnn on a bad input must raise ``errors`` naming ``names``; skipped (with the
     reason) when the config is outside the implementation's capabilities."""
-    skip_outside(impl, config, form="image", dtype=F64, device="cpu", spatial_dims=max(x.dim() - 2, 1))
+    skip_outside(impl, config, form="image", dtype=F64, device="cpu", spatial_dims=max(x.dim() - 2, 1), shapes=image_shapes(x))
     case = {"x": tuple(x.shape), "weight": None if weight is None else tuple(weight.shape), "config": config, **kw}
     expect_named_error(impl, prop, lambda: impl.convnn(x, weight, bias, config, **kw), errors, names, case=case)  # type: ignore[arg-type]
 
@@ -52,7 +52,7 @@ def test_k_larger_than_keys_is_an_error(impl: Implementation) -> None:
     """In the sequence form, k above the number of keys raises ValueError naming k."""
     q = _x((1, 3, 2))
     config = cr.kvt_config(4)
-    skip_outside(impl, config, form="attention", dtype=F64, device="cpu")
+    skip_outside(impl, config, form="attention", dtype=F64, device="cpu", shapes=attention_shapes(q, q, q))
     expect_named_error(impl, "test_k_larger_than_keys_is_an_error", lambda: impl.attention(q, q, q, config), ValueError, r"\bk\b")
 
 
@@ -164,7 +164,7 @@ def test_mask_wrong_dtype(impl: Implementation) -> None:
     """A non-boolean `allowed` mask raises TypeError naming allowed."""
     q = _x((1, 3, 2))
     config = cr.kvt_config(2)
-    skip_outside(impl, config, form="attention", dtype=F64, device="cpu", masked=True)
+    skip_outside(impl, config, form="attention", dtype=F64, device="cpu", masked=True, shapes=attention_shapes(q, q, q))
     mask = torch.ones(1, 3, 3)
     expect_named_error(impl, "test_mask_wrong_dtype", lambda: impl.attention(q, q, q, config, allowed=mask), TypeError, "allowed")
 
