@@ -6,8 +6,8 @@ implementation under test (`suites.implementations`), window form only:
 What it declares, as measured on the CPU build (pure Python, its Flex backend, no libnatten):
 the window form (``candidates='window'``: every kernel size >= 2, odd and even, per axis,
 dilation, window stride, causal per axis, 1 to 3 axes), float32, float16 and bfloat16 (float64:
-"could not find a suitable backend"), forward only (FlexAttention has no CPU backward), and
-not the one case its CPU path cannot run: a 1-D causal window as long as the sequence, which
+"could not find a suitable backend"), forward only (FlexAttention has no CPU backward), head
+sizes D = Dv that are powers of two from 8 to 512, and not the one case its CPU path cannot run: a 1-D causal window as long as the sequence, which
 NATTEN hands to its attention operator, whose Flex backend takes no causal mask.
 """
 
@@ -26,6 +26,11 @@ def _per_axis(value: Any, d: int) -> tuple[Any, ...]:
 
 
 def _natten_check(config: ConvNNConfig, shapes: Shapes) -> str | None:
+    if shapes.dim is not None and shapes.vdim is not None:
+        if shapes.dim != shapes.vdim:
+            return "NATTEN's CPU (Flex) path needs one head size for q, k and v"
+        if shapes.dim < 8 or shapes.dim > 512 or shapes.dim & (shapes.dim - 1):
+            return "NATTEN's CPU (Flex) path takes head sizes that are powers of two from 8 to 512"
     if shapes.spatial is None or len(shapes.spatial) != 1:
         return None
     kernel = _per_axis(config.kernel_size, 1)[0]
