@@ -14,6 +14,7 @@ tile: they repeat the group's last query and their rows are dropped.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -76,31 +77,35 @@ def _combine(parts: list[torch.Tensor], sizes: list[int], ndim_each: int) -> tor
     return out.reshape(math.prod(out.shape[:n]), math.prod(out.shape[n : 2 * n]), -1)
 
 
-def _tiles(geometry: WindowGeometry, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+@functools.lru_cache(maxsize=32)
+def _tiles(geometry: WindowGeometry, side: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Flat token indices of every tile's queries ``(tiles, Tq)`` and keys ``(tiles, Wk)``, the
-    mask ``(tiles, Tq, Wk)`` and the real-query flags ``(tiles, Tq)``."""
+    mask ``(tiles, Tq, Wk)`` and the real-query flags ``(tiles, Tq)`` (CPU; cached: the window
+    is data-independent)."""
     n = geometry.ndim
-    side = max(1, round(TILE_QUERIES ** (1.0 / n)))
     axes = [
         _AxisTiles(geometry.shape[a], geometry.kernel[a], geometry.stride[a], geometry.dilation[a], geometry.causal[a], side)
         for a in range(n)
     ]
     sizes = list(geometry.shape)
-    queries = _combine([t.queries for t in axes], sizes, 1)
-    keys = _combine([t.keys for t in axes], sizes, 1)
-    real = _combine([t.real for t in axes], sizes, 1)
-    # The mask: per axis (dilation, tiles, Tq_a, Wk_a) -> (groups, tiles, Tq, Wk) with the query
-    # slots of every axis first, then the key slots.
-    masks = [t.mask for t in axes]
-    mask = _combine(masks, sizes, 2)
     tq, wk = math.prod(t.tile for t in axes), math.prod(t.width for t in axes)
-    flat = lambda t: t.reshape(-1, t.shape[-1])  # noqa: E731
-    return (
-        flat(queries).to(device),
-        flat(keys).to(device),
-        mask.reshape(-1, tq, wk).to(device),
-        flat(real).to(device),
-    )
+    queries = _combine([t.queries for t in axes], sizes, 1).reshape(-1, tq)
+    keys = _combine([t.keys for t in axes], sizes, 1).reshape(-1, wk)
+    real = _combine([t.real for t in axes], sizes, 1).reshape(-1, tq)
+    # per axis (dilation, tiles, Tq_a, Wk_a) -> (groups, tiles, Tq, Wk): query slots first, then key slots
+    mask = _combine([t.mask for t in axes], sizes, 2).reshape(-1, tq, wk)
+    return queries, keys, mask, real
+
+
+@functools.lru_cache(maxsize=32)
+def _plan(geometry: WindowGeometry, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """`_tiles` on ``device``, the mask as an additive bias (0 / -inf) in ``dtype``, and the
+    real query rows as indices into the flattened ``(tiles * Tq)`` rows (None when all are real)."""
+    side = max(1, round(TILE_QUERIES ** (1.0 / geometry.ndim)))
+    queries, keys, mask, real = _tiles(geometry, side)
+    bias = torch.zeros(mask.shape, dtype=dtype).masked_fill_(~mask, -math.inf)
+    rows = None if bool(real.all()) else real.flatten().nonzero().flatten().to(device)
+    return queries.to(device), keys.to(device), bias.to(device), rows
 
 
 def window_attention(
@@ -109,17 +114,30 @@ def window_attention(
     """q, k ``(B, N, D)``, v ``(B, N, Dv)`` (row-major tokens of ``geometry.shape``) ->
     ``(B, N, Dv)``: softmax of ``scale * q.k`` over each query's window, times the values.
     Tiles are processed in chunks whose score block stays within ``budget`` bytes."""
-    qi, ki, mask, real = _tiles(geometry, q.device)
+    qi, ki, bias, rows = _plan(geometry, q.device, q.dtype)
     b, n_tiles, tq, wk = q.shape[0], qi.shape[0], qi.shape[1], ki.shape[1]
     per_tile = b * tq * wk * q.element_size() * 2
     chunk = max(1, min(n_tiles, budget // max(per_tile, 1)))
+    if chunk >= n_tiles:  # one batched call, the usual case
+        y = F.scaled_dot_product_attention(q[:, qi], k[:, ki], v[:, ki], attn_mask=bias, scale=scale)
+        return _scatter(y, qi, rows, q.shape[1])
     out = q.new_empty(b, q.shape[1], v.shape[-1])
     for start in range(0, n_tiles, chunk):
         stop = min(n_tiles, start + chunk)
-        qt = q[:, qi[start:stop]]  # (B, tiles, Tq, D)
-        kt = k[:, ki[start:stop]]
-        vt = v[:, ki[start:stop]]
-        y = F.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask[start:stop], scale=scale)
-        keep = real[start:stop]
-        out[:, qi[start:stop][keep]] = y[:, keep]
+        y = F.scaled_dot_product_attention(q[:, qi[start:stop]], k[:, ki[start:stop]], v[:, ki[start:stop]], attn_mask=bias[start:stop], scale=scale)
+        y, index = y.flatten(1, 2), qi[start:stop].flatten()
+        if rows is not None:
+            keep = (rows >= start * tq) & (rows < stop * tq)
+            local = rows[keep] - start * tq
+            y, index = y[:, local], index[local]
+        out[:, index] = y
     return out
+
+
+def _scatter(y: torch.Tensor, qi: torch.Tensor, rows: torch.Tensor | None, n: int) -> torch.Tensor:
+    """Tile outputs ``(B, tiles, Tq, Dv)`` back to token order ``(B, N, Dv)`` (padding rows dropped)."""
+    y, index = y.flatten(1, 2), qi.flatten()
+    if rows is not None:
+        y, index = y[:, rows], index[rows]
+    out = y.new_empty(y.shape[0], n, y.shape[-1])
+    return out.index_copy(1, index, y)

@@ -18,22 +18,24 @@ from dataclasses import dataclass
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import convnn_ref as cr
 from convnn_ref.config import ConvNNConfig
 from convnn_ref.testing import naive_window_attention, window_geometry, window_mask
 from suites import tolerance
+from suites.adapters.flex_na import neighborhood_mask_mod
 from suites.equivalence._common import DEVICES, dtypes, expect_named_error, gold_pair, promote, skip_outside, with_grads
 from suites.implementations import Implementation, Shapes
 from suites.inputs import STYLES, tokens
 from suites.strategies import SEEDS, input_scales
+from suites.ties import attention_score_gain
 
 HAS_NATTEN = importlib.util.find_spec("natten") is not None
 NO_NATTEN = "natten is not installed (make setup installs natten==0.21.7 with --no-build-isolation)"
 #: Tokens of a case the loop oracle still runs quickly.
-MAX_ORACLE_TOKENS = 120
+MAX_ORACLE_TOKENS = 64
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,13 @@ class WindowCase:
         return {"q": q.reshape(bh, *self.shape, self.dim), "k": k.reshape(bh, *self.shape, self.dim), "v": v.reshape(bh, *self.shape, self.vdim)}
 
     def mask(self) -> torch.Tensor:
-        return window_mask(window_geometry(self.config(), self.shape))
+        """The dense ``(N, N)`` window: FlexAttention's ``mask_mod`` of `suites.adapters.flex_na`
+        (a reading of the rule written apart from the reference's) on every (query, key) pair;
+        `convnn_ref.testing.window_mask`, the reference's own, must agree with it."""
+        n = self.tokens
+        mod = neighborhood_mask_mod(self.shape, self.kernel, self.stride, self.dilation, self.causal)
+        zero = torch.zeros((), dtype=torch.int64)
+        return mod(zero, zero, torch.arange(n)[:, None], torch.arange(n)[None, :])
 
 
 @st.composite
@@ -186,10 +194,12 @@ def test_window_vs_oracle(impl: Implementation, case: WindowCase, dtype: torch.d
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@given(case=window_cases(max_tokens=200), dtype=st.sampled_from((torch.float64, torch.float32)))
+@settings(max_examples=40)  # three forward+backward passes per example
+@given(case=window_cases(max_tokens=120), dtype=st.sampled_from((torch.float64, torch.float32)))
 @example(case=EDGE_WINDOWS[0], dtype=torch.float64)
 def test_window_gradients(impl: Implementation, device: str, case: WindowCase, dtype: torch.dtype) -> None:
-    """Gradients with respect to q, k and v equal those of SDPA with the dense window mask."""
+    """Gradients with respect to q, k and v equal those of SDPA with the dense window mask (the
+    error model of attention gradients: perturbed gold and the softmax backward's score gain)."""
     config = case.config()
     skip_outside(impl, config, form="window", dtype=dtype, device=device, shapes=case.shapes(), backward=True)
     t = case.tensors(dtype, device)
@@ -201,9 +211,19 @@ def test_window_gradients(impl: Implementation, device: str, case: WindowCase, d
     _, cand = with_grads(lambda q, k, v: impl.window_attention(q, k, v, config), t, case.seed, dtype)
     _, base = with_grads(sdpa, t, case.seed, dtype)
     _, gold = with_grads(sdpa, promote(t), case.seed, dtype)  # type: ignore[arg-type]
+    _, perturbed = with_grads(sdpa, tolerance.perturb(t, case.seed), case.seed, dtype)  # type: ignore[arg-type]
     tolerance.check_gradients(
-        "test_window_gradients", cand, base, gold, dtype=dtype, reductions=case.gradient_reductions, case=case, device=device
+        "test_window_gradients", cand, base, gold, dtype=dtype, reductions=case.gradient_reductions, case=case, device=device,
+        perturbed=perturbed, score_gain=attention_score_gain(t["q"], t["k"], t["v"], case.scale),
     )
+
+
+@given(case=window_cases(max_tokens=300))
+def test_window_mask_is_the_rule(case: WindowCase) -> None:
+    """The testing API's dense window (the reference's rule) equals the suite's mask_mod on every
+    (query, key) pair: what the benchmarks' dense-mask SDPA baseline is given is the window."""
+    ours = window_mask(window_geometry(case.config(), case.shape))
+    tolerance.check_exact("test_window_mask_is_the_rule", ours, case.mask(), case=case, what="dense window mask", kind="structure")
 
 
 @given(case=window_cases(max_tokens=150))
@@ -248,7 +268,8 @@ def _natten_runs(case: WindowCase) -> bool:
 
 
 @pytest.mark.skipif(not HAS_NATTEN, reason=NO_NATTEN)
-@given(case=window_cases(max_tokens=300, natten_heads=True), dtype=st.sampled_from((torch.float32, torch.float16, torch.bfloat16)))
+@settings(max_examples=30)  # NATTEN builds a Flex block mask per call (~0.1 s)
+@given(case=window_cases(max_tokens=200, natten_heads=True), dtype=st.sampled_from((torch.float32, torch.float16, torch.bfloat16)))
 @example(case=EDGE_WINDOWS[0], dtype=torch.float32)
 @example(case=EDGE_WINDOWS[1], dtype=torch.float32)
 def test_neighborhood_attention_is_natten(case: WindowCase, dtype: torch.dtype) -> None:
@@ -273,6 +294,7 @@ def test_neighborhood_attention_is_natten(case: WindowCase, dtype: torch.dtype) 
 
 
 @pytest.mark.skipif(not HAS_NATTEN, reason=NO_NATTEN)
+@settings(max_examples=6)  # two modules per example; the knobs are the other properties' business
 @given(seed=SEEDS, dims=st.sampled_from((1, 2, 3)), heads=st.integers(1, 3), qkv_bias=st.booleans())
 def test_layer_loads_natten_module(seed: int, dims: int, heads: int, qkv_bias: bool) -> None:
     """`cr.NeighborhoodAttention` with the state dict of NATTEN's ``NeighborhoodAttention{d}D``
@@ -304,7 +326,8 @@ def test_layer_loads_natten_module(seed: int, dims: int, heads: int, qkv_bias: b
 # ------------------------------------------------------------------ FlexAttention's mask_mod
 
 
-@given(case=window_cases(max_tokens=300), dtype=dtypes)
+@settings(max_examples=30)  # a block mask and an eager FlexAttention call per example (~0.1 s)
+@given(case=window_cases(max_tokens=200), dtype=dtypes)
 @example(case=EDGE_WINDOWS[2], dtype=torch.float32)
 def test_flex_mask_mod_is_the_window(case: WindowCase, dtype: torch.dtype) -> None:
     """FlexAttention (eager) with this suite's neighbourhood ``mask_mod`` and the reference both

@@ -348,4 +348,19 @@ MUTANTS: tuple[Mutant, ...] = (
         "if False:",
         "fused search: selected slots closer than float32 rounding keep the heaps' order",
     ),
+    # ------------------------------------------------------------------ the window rule
+    Mutant(
+        "window-border-clamp-off-by-one",
+        "convnn_ref/window.py",
+        "centre = torch.maximum(torch.minimum(leader, group_len - 1 - right)",
+        "centre = torch.maximum(torch.minimum(leader, group_len - right)",
+        "the window at the far border shifted inward one point too little (it runs off the grid and loses a key)",
+    ),
+    Mutant(
+        "window-dilation-ignored",
+        "convnn_ref/fast/window_route.py",
+        "geometry.stride[a], geometry.dilation[a], geometry.causal[a], side)",
+        "geometry.stride[a], 1, geometry.causal[a], side)",
+        "the window route tiles every axis as if undilated (contiguous windows instead of the dilation lattice)",
+    ),
 )
