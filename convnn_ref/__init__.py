@@ -24,8 +24,8 @@ from convnn_ref.layers import (
     PixelShuffleConvNN2d,
     convnn_layer,
 )
-from convnn_ref.recover import conv_config, from_conv, from_multihead_attention, scaled_dot_product_attention
 from convnn_ref.neighborhood import NeighborhoodAttention, neighborhood_attention, neighborhood_config, window_attention
+from convnn_ref.recover import conv_config, from_conv, from_multihead_attention, scaled_dot_product_attention
 from convnn_ref.select import Neighbours
 
 __all__ = [
