@@ -44,6 +44,7 @@ _EQUIVALENCE_FILES = tuple(
         "test_validation",
         "test_hostile_input",
         "test_torch_claims",
+        "test_neighborhood",  # last: it reads only the window rule's code, and its FlexAttention cases are the slowest
     )
 )
 DEFAULT_TESTS = (*_EQUIVALENCE_FILES, "suites/test_engine.py")
