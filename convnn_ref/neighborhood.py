@@ -106,6 +106,7 @@ def neighborhood_attention(
         raise ValueError(f"key must have the query's head_dim {query.shape[-1]}, got {key.shape[-1]}")
     config = neighborhood_config(kernel_size, dilation, stride, is_causal, scale)
     d = query.dim() - 3
+    window_geometry(config, tuple(query.shape[1 : d + 1]))  # the knobs against the grid, before any copy
     heads_last = [0, d + 1, *range(1, d + 1), d + 2]  # (B, *S, H, D) -> (B, H, *S, D)
 
     def fold(t: torch.Tensor) -> torch.Tensor:
@@ -156,6 +157,7 @@ class NeighborhoodAttention(nn.Module):
         check_tensor(x, "x", (self.spatial_dims + 2,), f"(B, *S, dim) with {self.spatial_dims} grid axes")
         if x.shape[-1] != self.dim:
             raise ValueError(f"x must have {self.dim} channels in its last axis, got shape {tuple(x.shape)}")
+        window_geometry(self.config, tuple(x.shape[1:-1]))  # the knobs against the grid, before any work
         head_dim = self.dim // self.num_heads
         qkv = self.qkv(x).reshape(*x.shape[:-1], 3, self.num_heads, head_dim)
         q, k, v = qkv.unbind(dim=-3)

@@ -46,7 +46,7 @@ def window_geometry(config: ConvNNConfig, shape: tuple[int, ...]) -> WindowGeome
                 f"kernel_size={kernel[a]}, dilation={dilation[a]}"
             )
         if stride[a] > kernel[a]:
-            raise ValueError(f"window_stride must not exceed kernel_size: axis {a} has window_stride={stride[a]} > kernel_size={kernel[a]}")
+            raise ValueError(f"window_stride (NATTEN's stride) must not exceed kernel_size: axis {a} has window_stride={stride[a]} > kernel_size={kernel[a]}")
     return WindowGeometry(tuple(shape), kernel, stride, dilation, causal)
 
 
