@@ -63,6 +63,12 @@ def neighborhood_mask_mod(
 def window_block_mask(config: ConvNNConfig, shape: tuple[int, ...], device: torch.device | str = "cpu") -> Any:
     """The FlexAttention block mask of ``config``'s window on a grid ``shape``."""
     d = len(shape)
+    kernel, stride, dilation = _per_axis(config.kernel_size, d), _per_axis(config.window_stride, d), _per_axis(config.dilation, d)
+    for a in range(d):  # outside NATTEN's domain the window is undefined: refuse it, as NATTEN does
+        if kernel[a] * dilation[a] > shape[a]:
+            raise ValueError(f"kernel_size * dilation exceeds the grid: axis {a} has length {shape[a]}, kernel_size={kernel[a]}, dilation={dilation[a]}")
+        if stride[a] > kernel[a]:
+            raise ValueError(f"window_stride must not exceed kernel_size: axis {a} has window_stride={stride[a]}, kernel_size={kernel[a]}")
     mod = neighborhood_mask_mod(
         tuple(shape), _per_axis(config.kernel_size, d), _per_axis(config.window_stride, d),
         _per_axis(config.dilation, d), _per_axis(config.causal, d),
