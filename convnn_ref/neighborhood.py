@@ -94,7 +94,8 @@ def neighborhood_attention(
     to its window (docs/semantics.md, "Neighbourhood attention"): ``kernel_size`` (>= 2, odd or
     even), ``dilation``, ``stride`` (queries of one stride group share a window) and
     ``is_causal`` per axis; ``scale`` defaults to ``1/sqrt(D)``. Every head has its own keys
-    (no grouped-query heads)."""
+    (no grouped-query heads). The keywords are NATTEN's; pass them by name (NATTEN's positional
+    order has ``stride`` before ``dilation``)."""
     tensors = {"query": query, "key": key, "value": value}
     for name, t in tensors.items():
         check_tensor(t, name, (4, 5, 6), "(B, *S, heads, D) with 1 to 3 grid axes")
