@@ -22,8 +22,10 @@ import torch.nn.functional as F
 
 from convnn_ref.window import WindowGeometry, axis_windows
 
-#: Queries per tile, about (the product over axes; each axis gets its d-th root).
-TILE_QUERIES = 64
+#: Queries per tile, about (the product over axes; each axis gets its d-th root). 6 x 6 in 2-D:
+#: at 56², kernel 7, a tile scores 144 keys per query; larger tiles score more keys per query,
+#: smaller ones gather more key rows per query (both measured slower on the CPU).
+TILE_QUERIES = 36
 
 
 class _AxisTiles:
@@ -108,15 +110,23 @@ def _plan(geometry: WindowGeometry, device: torch.device, dtype: torch.dtype) ->
     return queries.to(device), keys.to(device), bias.to(device), rows
 
 
+@functools.lru_cache(maxsize=4)
+def _batch_bias(geometry: WindowGeometry, device: torch.device, dtype: torch.dtype, batch: int) -> torch.Tensor:
+    """`_plan`'s bias repeated over the batch, contiguous ``(B, tiles, Tq, Wk)``: the CPU's fused
+    SDPA reads a broadcast mask several times slower than a dense one."""
+    return _plan(geometry, device, dtype)[2].expand(batch, -1, -1, -1).contiguous()
+
+
 def window_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, geometry: WindowGeometry, scale: float, budget: int
 ) -> torch.Tensor:
     """q, k ``(B, N, D)``, v ``(B, N, Dv)`` (row-major tokens of ``geometry.shape``) ->
     ``(B, N, Dv)``: softmax of ``scale * q.k`` over each query's window, times the values.
     Tiles are processed in chunks whose score block stays within ``budget`` bytes."""
-    qi, ki, bias, rows = _plan(geometry, q.device, q.dtype)
+    qi, ki, _, rows = _plan(geometry, q.device, q.dtype)
     b, n_tiles, tq, wk = q.shape[0], qi.shape[0], qi.shape[1], ki.shape[1]
-    per_tile = b * tq * wk * q.element_size() * 2
+    bias = _batch_bias(geometry, q.device, q.dtype, b)
+    per_tile = b * tq * wk * q.element_size() * 2  # the score block and its bias
     chunk = max(1, min(n_tiles, budget // max(per_tile, 1)))
     if chunk >= n_tiles:  # one batched call, the usual case
         y = F.scaled_dot_product_attention(q[:, qi], k[:, ki], v[:, ki], attn_mask=bias, scale=scale)
@@ -124,13 +134,14 @@ def window_attention(
     out = q.new_empty(b, q.shape[1], v.shape[-1])
     for start in range(0, n_tiles, chunk):
         stop = min(n_tiles, start + chunk)
-        y = F.scaled_dot_product_attention(q[:, qi[start:stop]], k[:, ki[start:stop]], v[:, ki[start:stop]], attn_mask=bias[start:stop], scale=scale)
-        y, index = y.flatten(1, 2), qi[start:stop].flatten()
+        cq, ck = qi[start:stop], ki[start:stop]
+        y = F.scaled_dot_product_attention(q[:, cq], k[:, ck], v[:, ck], attn_mask=bias[:, start:stop], scale=scale)
+        y, index = y.flatten(1, 2), cq.flatten()
         if rows is not None:
             keep = (rows >= start * tq) & (rows < stop * tq)
             local = rows[keep] - start * tq
             y, index = y[:, local], index[local]
-        out[:, index] = y
+        out = out.index_copy(1, index, y)
     return out
 
 
