@@ -1,6 +1,9 @@
 # convnn-ref: every target sets itself up (a virtual environment in .venv, the project
 # installed editable, the test toolchain at the versions pinned in constraints.txt). torch is
-# pinned first to the CPU build 2.13.0 so that nothing pulls a multi-GB CUDA build; on a GPU
+# pinned first to the CPU build 2.13.0 so that nothing pulls a multi-GB CUDA build; NATTEN (the
+# neighbourhood-attention baseline, pinned in constraints.txt) is then built from its sdist
+# against that torch without build isolation (isolated, its unpinned build requirement on torch
+# would pull a CUDA build into the build environment); on a GPU
 # host, point TORCH_SPEC at the torch you want (or reuse an environment:
 # make bench PYTHON=/path/to/python VENV=).
 PYTHON ?= python3
@@ -31,6 +34,8 @@ help:
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check '$(TORCH_SPEC)'
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -c $(CONSTRAINTS) setuptools
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-build-isolation -c $(CONSTRAINTS) natten
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -c $(CONSTRAINTS) -e '.[dev]'
 	touch $@
 
@@ -85,8 +90,11 @@ lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install -q --disable-pip-version-check '$(TORCH_SPEC)'
+	.lock-venv/bin/python -m pip install -q --disable-pip-version-check setuptools
+	.lock-venv/bin/python -m pip install -q --disable-pip-version-check --no-build-isolation "$$(grep -i '^natten==' $(CONSTRAINTS))"
 	.lock-venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
-	{ sed -n '/^#/p' $(CONSTRAINTS); .lock-venv/bin/python -m pip freeze --exclude-editable | grep -viE '^(torch|nvidia-|triton)[=-]'; } > $(CONSTRAINTS).new
+	{ sed -n '/^#/p' $(CONSTRAINTS); { .lock-venv/bin/python -m pip freeze --all --exclude-editable | grep -iE '^setuptools=='; \
+	  .lock-venv/bin/python -m pip freeze --exclude-editable | grep -viE '^(torch|nvidia-|triton)[=-]'; } | sort -f; } > $(CONSTRAINTS).new
 	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 	rm -rf .lock-venv
 

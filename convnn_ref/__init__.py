@@ -3,7 +3,8 @@
 Score every candidate, select the k best, aggregate them (`ConvNNConfig` holds every knob and,
 in its docstring, the semantics). Position scores recover convolution exactly (`from_conv`),
 scaled dot products recover attention (`from_multihead_attention`,
-`scaled_dot_product_attention`) and, with k < N, KVT attention (`kvt_config`).
+`scaled_dot_product_attention`) and, with k < N, KVT attention (`kvt_config`); the window
+candidate rule recovers neighbourhood attention (`neighborhood_attention`, NATTEN's ``na*d``).
 
 The conventions at the edges and the routes of the implementation: docs/semantics.md; the
 module layout and its rules: DESIGN.md; what test suites may use: `convnn_ref.testing`.
@@ -23,6 +24,7 @@ from convnn_ref.layers import (
     PixelShuffleConvNN2d,
     convnn_layer,
 )
+from convnn_ref.neighborhood import NeighborhoodAttention, neighborhood_attention, neighborhood_config, window_attention
 from convnn_ref.recover import conv_config, from_conv, from_multihead_attention, scaled_dot_product_attention
 from convnn_ref.select import Neighbours
 
@@ -35,6 +37,7 @@ __all__ = [
     "ConvNNConfig",
     "CoordinateEncoding",
     "KVTAttention",
+    "NeighborhoodAttention",
     "Neighbours",
     "PixelShuffleConvNN2d",
     "aggregate_as_conv1d",
@@ -49,9 +52,12 @@ __all__ = [
     "gather_neighbours",
     "kvt_attention",
     "kvt_config",
+    "neighborhood_attention",
+    "neighborhood_config",
     "neighbours",
     "position_table",
     "rho_weights",
     "scaled_dot_product_attention",
+    "window_attention",
 ]
 __version__ = "0.1.0"

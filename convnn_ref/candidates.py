@@ -22,6 +22,11 @@ def candidate_subset(
         n *= s
     if config.candidates == "all":
         return None
+    if config.candidates == "window":
+        raise ValueError(
+            "candidates='window' is neighbourhood attention over queries, keys and values on one grid: "
+            "call convnn_ref.window_attention (or neighborhood_attention), not the image or sequence form"
+        )
     r = config.num_candidates
     assert r is not None
     if config.candidates == "random":

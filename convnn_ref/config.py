@@ -21,7 +21,7 @@ Basis = Literal["position", "feature", "hybrid"]
 PositionMetric = Literal["chebyshev", "euclidean"]
 Coordinates = Literal["integer", "normalized"]
 Similarity = Literal["cosine", "euclidean", "dot", "scaled_dot"]
-CandidateKind = Literal["all", "random", "grid"]
+CandidateKind = Literal["all", "random", "grid", "window"]
 SelfSlot = Literal["candidate", "forced"]
 SlotOrder = Literal["rank", "offset"]
 Rho = Literal["ones", "softmax", "scores"]
@@ -116,6 +116,25 @@ class ConvNNConfig:
             toward zero (``.long()``), its float32 rounding included. Random and grid
             candidates admit no padding. A boolean mask (attention: causal, key padding) may
             remove more.
+        ``window``: neighbourhood attention (NATTEN's ``na1d/na2d/na3d``), for queries, keys and
+            values on one grid ``S`` (`convnn_ref.window_attention`; not the image form). Each
+            axis alone (length ``L``, ``K = kernel_size``, ``d = dilation``, ``s =
+            window_stride``, ``c = causal``; ``K >= 2``, ``K*d <= L``, ``s <= K``) decides a set
+            of key coordinates; a key is a candidate when it is in the set of every axis. The
+            axis splits into ``d`` dilation groups by residue ``r = x % d``; a group holds
+            ``L_r = ceil((L - r) / d)`` points, point ``x`` at group coordinate ``g = x // d``,
+            and a query sees only its own group. Within the group, the query's *leader* is
+            ``l = min(s*(g//s) + s//2, L_r - 1)`` (non-causal) or ``l = min(s*(g//s) + s - 1,
+            L_r - 1)`` (causal): queries of one stride group share a window. Non-causal: the
+            window is ``[w - K//2, w + (K-1)//2]`` in group coordinates with the centre ``w =
+            clamp(l, K//2, L_r - 1 - (K-1)//2)``: shifted inward at the borders so it always
+            holds K points (an even K reaches one point further left than right). Causal: the
+            group coordinates ``[l - K + 1, g]`` (from the leader's K-window back, up to the
+            query itself). The output keeps the grid's shape (every token is a query;
+            ``stride`` must be 1, ``window_stride`` groups queries instead); no padding.
+            Neighbourhood attention is ``basis='feature'``, ``similarity='scaled_dot'``,
+            ``rho='softmax'``, ``kernel='sum'`` and ``k=None`` (every candidate); the config
+            refuses anything else with ``candidates='window'`` (`convnn_ref.neighborhood_config`).
 
     Step 2, select ``N_k(i)``
         The ``k`` candidates of largest score (``k=None``: every candidate; sum kernel,
@@ -175,6 +194,8 @@ class ConvNNConfig:
     padding: Padding = 0
     dilation: IntOrTuple = 1
     border: Border = "zeros"
+    window_stride: IntOrTuple = 1
+    causal: bool | tuple[bool, ...] = False
 
     def __post_init__(self) -> None:
         for name, choices in _CHOICES.items():
@@ -217,7 +238,8 @@ class ConvNNConfig:
         elif self.num_candidates is not None:
             raise ValueError(f"num_candidates is only used with candidates='random' or 'grid', got candidates={self.candidates!r}")
         has_padding = any(lo or hi for lo, hi in _padding_pairs(self.padding))
-        if self.basis != "position":
+        self._check_window(has_padding)
+        if self.basis != "position" and self.candidates != "window":
             if any(v != 1 for v in _as_tuple(self.dilation, "dilation")):
                 raise ValueError(f"dilation is only defined for basis='position', got dilation={self.dilation!r}")
             if self.slot_order == "offset":
@@ -234,6 +256,39 @@ class ConvNNConfig:
             if has_padding and self.basis == "position":
                 raise ValueError("self_slot='forced' admits no padding in the position basis (a query may sit on a padded point)")
         refuse_inert_knobs(self)
+
+    def _check_window(self, has_padding: bool) -> None:
+        """``window_stride`` and ``causal``, and the neighbourhood-attention combination that
+        ``candidates='window'`` needs (named errors)."""
+        self._set("window_stride", _int_or_tuple(self.window_stride, "window_stride", minimum=1))
+        if isinstance(self.causal, tuple):
+            if not self.causal or not all(isinstance(c, bool) for c in self.causal):
+                raise TypeError(f"causal must be a bool or a non-empty tuple of bools, got {self.causal!r}")
+        else:
+            check_bool(self.causal, "causal")
+        window_knobs = _any_above_one(self.window_stride) or any(_as_causal(self.causal))
+        if self.candidates != "window":
+            if window_knobs:
+                raise ValueError(
+                    f"window_stride and causal belong to candidates='window', got candidates={self.candidates!r}, "
+                    f"window_stride={self.window_stride!r}, causal={self.causal!r}"
+                )
+            return
+        wanted = {"basis": "feature", "similarity": "scaled_dot", "rho": "softmax", "kernel": "sum",
+                  "self_slot": "candidate", "coord_encoding": "none", "border": "zeros", "slot_order": "rank"}
+        for name, value in wanted.items():
+            if getattr(self, name) != value:
+                raise ValueError(f"candidates='window' is neighbourhood attention and needs {name}={value!r}, got {getattr(self, name)!r}")
+        if self.k is not None:
+            raise ValueError(f"candidates='window' attends to every key of the window: k must be None, got k={self.k}")
+        if self.kernel_size is None:
+            raise ValueError("candidates='window' needs kernel_size (the window's extent on each axis)")
+        if any(v < 2 for v in _as_tuple(self.kernel_size, "kernel_size")):
+            raise ValueError(f"candidates='window' needs kernel_size >= 2 on every axis (as NATTEN), got kernel_size={self.kernel_size!r}")
+        if _any_above_one(self.stride):
+            raise ValueError(f"candidates='window' keeps every query: stride must be 1 (window_stride groups queries), got stride={self.stride!r}")
+        if has_padding:
+            raise ValueError(f"candidates='window' shifts windows inward at the borders and admits no padding, got padding={self.padding!r}")
 
     def _set(self, name: str, value: object) -> None:
         object.__setattr__(self, name, value)
@@ -262,8 +317,9 @@ def refuse_inert_knobs(config: ConvNNConfig) -> None:
         (config.coordinates != "integer" and basis == "position" and config.kernel_size is not None and config.kernel_scaled,
          f"coordinates={config.coordinates!r}", "kernel_scaled=True measures position differences in window units, "
          "whatever the coordinates (set kernel_scaled=False to score normalized coordinates)"),
-        (config.kernel_size is not None and basis != "position", f"kernel_size={config.kernel_size!r}",
-         f"basis={basis!r} has no window: its queries are the real tokens and every candidate is scored"),
+        (config.kernel_size is not None and basis != "position" and config.candidates != "window",
+         f"kernel_size={config.kernel_size!r}",
+         f"basis={basis!r} has no window unless candidates='window': its queries are the real tokens and every candidate is scored"),
         (not config.kernel_scaled and (basis != "position" or config.kernel_size is None), "kernel_scaled=False",
          "it divides position differences by the window (basis='position' with kernel_size set)"),
         (config.similarity != "cosine" and basis == "position", f"similarity={config.similarity!r}",
@@ -294,6 +350,24 @@ def refuse_inert_knobs(config: ConvNNConfig) -> None:
             UserWarning,
             stacklevel=4,
         )
+
+
+def _any_above_one(value: object) -> bool:
+    return any(v > 1 for v in _as_tuple(value, "value"))
+
+
+def _as_causal(value: bool | tuple[bool, ...]) -> tuple[bool, ...]:
+    return value if isinstance(value, tuple) else (value,)
+
+
+def causal_per_axis(value: bool | tuple[bool, ...], d: int) -> tuple[bool, ...]:
+    """``causal`` for each of ``d`` axes (a bool broadcasts; a tuple must have ``d`` entries)."""
+    t = _as_causal(value)
+    if len(t) == 1:
+        return t * d
+    if len(t) != d:
+        raise ValueError(f"causal={value!r} has {len(t)} entries but the grid has {d} axes")
+    return t
 
 
 def check_int(value: object, name: str, *, minimum: int | None = None) -> int:

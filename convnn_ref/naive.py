@@ -48,9 +48,9 @@ import math
 import torch
 from torch import Tensor
 
-from convnn_ref.config import ConvNNConfig, padding_per_axis, per_axis
+from convnn_ref.config import ConvNNConfig, causal_per_axis, padding_per_axis, per_axis
 
-__all__ = ["naive_attention", "naive_convnn"]
+__all__ = ["naive_attention", "naive_convnn", "naive_window_attention"]
 
 _EPS = 1e-12
 
@@ -420,3 +420,62 @@ def naive_attention(
             s = _similarity(q[b, i], k[b, chosen], config)
             outputs.append(_aggregate(v[b, chosen], _rho(s, config), dense, bias, c_out))
     return torch.stack(outputs).reshape(batch, nq, c_out)
+
+
+# --------------------------------------------------------------------------- window form
+
+
+def _window_on_axis(x: int, length: int, kernel: int, stride: int, dilation: int, causal: bool) -> list[int]:
+    """The key coordinates the query at ``x`` sees on one axis (``candidates='window'``): the
+    members of its dilation group (``x % dilation``) listed in order, the leader of its stride
+    group, then the K-window around the leader pushed back inside the group (or, causal, the
+    leader's K-window cut at the query)."""
+    members = [p for p in range(length) if p % dilation == x % dilation]
+    g = members.index(x)
+    first_of_group = (g // stride) * stride
+    if causal:
+        leader = min(first_of_group + stride - 1, len(members) - 1)
+        return [members[j] for j in range(len(members)) if j <= g and leader - j < kernel]
+    leader = min(first_of_group + stride // 2, len(members) - 1)
+    before = kernel // 2  # an even window reaches one further back than forward
+    start = leader - before
+    start = max(0, min(start, len(members) - kernel))
+    return members[start : start + kernel]
+
+
+def naive_window_attention(q: Tensor, k: Tensor, v: Tensor, config: ConvNNConfig) -> Tensor:
+    """``candidates='window'`` (neighbourhood attention), one query at a time (small grids only).
+
+    Args:
+        q, k: ``(B, *S, D)``; v: ``(B, *S, Dv)``; tokens channels-last on a grid of 1 to 3 axes.
+        config: ``candidates='window'`` with scaled-dot scores, softmax and the sum kernel.
+
+    Returns:
+        ``(B, *S, Dv)``: each query's softmax of ``rho_scale * scale * q.k`` over the keys in its
+        window on every axis, times their values. Computed in the inputs' dtype.
+    """
+    if config.candidates != "window":
+        raise NotImplementedError(f"naive_window_attention needs candidates='window', got {config.candidates!r}")
+    d = q.dim() - 2
+    if d not in (1, 2, 3) or k.shape != q.shape or v.shape[:-1] != q.shape[:-1]:
+        raise ValueError(f"q, k (B, *S, D) and v (B, *S, Dv) do not agree: {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    size = tuple(q.shape[1:-1])
+    ksize = per_axis(config.kernel_size, d, "kernel_size")
+    stride = per_axis(config.window_stride, d, "window_stride")
+    dil = per_axis(config.dilation, d, "dilation")
+    causal = causal_per_axis(config.causal, d)
+    for a in range(d):
+        if ksize[a] * dil[a] > size[a] or stride[a] > ksize[a]:
+            raise ValueError(f"axis {a}: need kernel_size*dilation <= length and window_stride <= kernel_size")
+    batch = q.shape[0]
+    qf, kf, vf = q.reshape(batch, -1, q.shape[-1]), k.reshape(batch, -1, k.shape[-1]), v.reshape(batch, -1, v.shape[-1])
+    points = list(itertools.product(*(range(n) for n in size)))
+    index_of = {p: n for n, p in enumerate(points)}
+    outputs = []
+    for b in range(batch):
+        for p in points:
+            per_axis_keys = [_window_on_axis(p[a], size[a], ksize[a], stride[a], dil[a], causal[a]) for a in range(d)]
+            keys = sorted(index_of[c] for c in itertools.product(*per_axis_keys))
+            s = _similarity(qf[b, index_of[p]], kf[b, keys], config)
+            outputs.append(_aggregate(vf[b, keys], _rho(s, config), None, None, vf.shape[-1]))
+    return torch.stack(outputs).reshape(*v.shape)

@@ -12,6 +12,9 @@
 - The position table: `position_table`, the selection of the position basis as a table
   ``(Nq, k)`` (index into the padded grid, scores), and `Neighbours`, what the selection
   functions return.
+- The window rule (neighbourhood attention): `naive_window_attention` (the oracle),
+  `window_geometry` (the knobs checked against a grid) and `window_mask` (the dense ``(N, N)``
+  candidate matrix of a small grid: what SDPA and FlexAttention baselines are given).
 - `scoring_features`: the per-token vectors feature and hybrid scores are taken on (coordinate
   channels and the hybrid embedding included), for error models that need their size.
 - `small_blocks()`: a context manager under which every blocked or chunked loop of the
@@ -30,10 +33,11 @@ from contextlib import contextmanager
 
 from convnn_ref.fast.plan import DEFAULT_BLOCK_SIZES, SMALL_BLOCK_SIZES, BlockSizes, block_sizes, use_block_sizes
 from convnn_ref.functional import position_table, scoring_features
-from convnn_ref.naive import naive_attention, naive_convnn
+from convnn_ref.naive import naive_attention, naive_convnn, naive_window_attention
 from convnn_ref.positions import Geometry, resolve_geometry
 from convnn_ref.select import Neighbours
 from convnn_ref.validation import as_allowed, check_k, check_mask, check_tensor, check_weight
+from convnn_ref.window import window_geometry, window_mask
 
 __all__ = [
     "DEFAULT_BLOCK_SIZES",
@@ -49,11 +53,14 @@ __all__ = [
     "check_weight",
     "naive_attention",
     "naive_convnn",
+    "naive_window_attention",
     "position_table",
     "resolve_geometry",
     "scoring_features",
     "small_blocks",
     "use_block_sizes",
+    "window_geometry",
+    "window_mask",
 ]
 
 

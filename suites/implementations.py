@@ -14,6 +14,9 @@ Contract (subclass `Implementation`, override what you support):
 - ``attention(q, k, v, config, *, allowed, generator)``: sequence form, q ``(B, Nq, D)``, k
   ``(B, Nk, D)``, v ``(B, Nk, Dv)``, allowed bool ``(B|1, Nq, Nk)`` or None; returns
   ``(B, Nq, Dv)``.
+- ``window_attention(q, k, v, config)`` (optional; form ``"window"``): neighbourhood attention,
+  ``config.candidates == "window"``; q, k ``(B, *S, D)``, v ``(B, *S, Dv)`` channels-last on a
+  grid of 1 to 3 axes (heads folded into B); returns ``(B, *S, Dv)``.
 - ``neighbours(x, config, *, generator)`` (optional): ``(index (B|1, Nq, k), score (B|1, Nq, k))``
   so that selection can be checked apart from aggregation; return None if not offered.
 - ``teardown()`` (optional): release resources after a run.
@@ -239,6 +242,9 @@ class Implementation:
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
         return None
 
+    def window_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, config: ConvNNConfig) -> torch.Tensor:
+        raise NotImplementedError(f"{self.name} has no window form")
+
     def teardown(self) -> None:
         return None
 
@@ -250,7 +256,9 @@ class ReferenceImplementation(Implementation):
     """convnn_ref's own functional path."""
 
     name = "reference"
-    capabilities = Capabilities(neighbours=True, tie_rule=LOWEST_INDEX, options=("memory_budget",), named_errors=True)
+    capabilities = Capabilities(
+        forms=("image", "attention", "window"), neighbours=True, tie_rule=LOWEST_INDEX, options=("memory_budget",), named_errors=True
+    )
 
     def convnn(self, x, weight, bias, config, *, generator=None, memory_budget=None):  # type: ignore[no-untyped-def]
         return convnn_ref.convnn(x, weight, bias, config, generator=generator, memory_budget=memory_budget)
@@ -261,6 +269,9 @@ class ReferenceImplementation(Implementation):
     def neighbours(self, x, config, *, generator=None, memory_budget=None):  # type: ignore[no-untyped-def]
         nb = convnn_ref.neighbours(x, config, generator=generator, memory_budget=memory_budget)
         return nb.index, nb.score
+
+    def window_attention(self, q, k, v, config, *, memory_budget=None):  # type: ignore[no-untyped-def]
+        return convnn_ref.window_attention(q, k, v, config, memory_budget=memory_budget)
 
 
 def _torch_ops_check(config: ConvNNConfig, shapes: Shapes) -> str | None:

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "convnn_ref"
 
 #: Modules that define the semantics (DESIGN.md, rule 3): they never import the fast routes.
-SEMANTIC = ("config", "positions", "scores", "candidates", "select", "aggregate", "table", "validation")
+SEMANTIC = ("config", "positions", "scores", "candidates", "select", "aggregate", "table", "validation", "window")
 
 #: What the suites may import from the package (DESIGN.md, rule 5).
 SUITE_API = {"convnn_ref", "convnn_ref.config", "convnn_ref.testing"}

@@ -8,6 +8,8 @@ there.
 - ``sdpa-math``: the same, forced onto the math backend.
 - ``kvt-dense``: `cr.kvt_attention`, the KVT paper's dense masked definition.
 - ``dense-naive``: ConvNN the way research code computes it (`dense_naive_convnn`).
+- ``flex-na-compiled``, ``natten-na2d``, ``sdpa-na-mask``: neighbourhood attention's baselines
+  (`suites.bench.neighborhood`); full SDPA (``sdpa``) is compared with those rows too.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class Baseline:
 
 
 _SAME_CASE = ("mode", "k", *SHAPE)
-_ANY_SELECTION = ("feature", "feature-random", "feature-grid", "hybrid", "attention", "kvt")
+_ANY_SELECTION = ("feature", "feature-random", "feature-grid", "hybrid", "attention", "kvt", "neighborhood")
 BASELINES: dict[str, Baseline] = {
     b.name: b
     for b in (
@@ -53,6 +55,10 @@ BASELINES: dict[str, Baseline] = {
                  _ANY_SELECTION, SHAPE),
         Baseline("sdpa-math", "F.scaled_dot_product_attention, one head, math backend", "attention", ("attention", "kvt"), SHAPE),
         Baseline("kvt-dense", "KVT as defined: dense scores, top-k mask, softmax (cr.kvt_attention)", "kvt", ("kvt",), _SAME_CASE),
+        # neighbourhood attention (suites/bench/neighborhood.py): same window (k = kernel²), same shape
+        Baseline("flex-na-compiled", "torch.compile(flex_attention) with the NA block mask", "neighborhood", ("neighborhood",), _SAME_CASE),
+        Baseline("natten-na2d", "NATTEN na2d (0.21.7; on the CPU its eager Flex backend)", "neighborhood", ("neighborhood",), _SAME_CASE),
+        Baseline("sdpa-na-mask", "F.scaled_dot_product_attention with the dense N×N window mask", "neighborhood", ("neighborhood",), _SAME_CASE),
     )
 }
 

@@ -20,6 +20,7 @@ Modes (image input ``(B, C, H, W)`` with ``N = H*W``, or tokens ``(B, N, C)``):
   hybrid              λ = 0.5 features + integer coordinates, cosine
   attention           scaled dot, softmax, sum kernel, k = N: SDPA (`cr.convnn_attention`)
   kvt                 the same with k < N: KVT top-k attention
+  neighborhood        neighbourhood attention, window kernel_size², one head (`suites.bench.neighborhood`)
 Implementations: a registry name from `suites.implementations` (``reference`` by default) for
 ConvNN rows, or one of the baselines in `suites.bench.baselines`.
 """
@@ -40,7 +41,9 @@ from suites.inputs import randn
 
 IMAGE_MODES = ("position", "position-depthwise", "feature", "feature-random", "feature-grid", "hybrid")
 TOKEN_MODES = ("attention", "kvt")
-MODES = IMAGE_MODES + TOKEN_MODES
+#: Neighbourhood attention, one head on a side x side grid (`suites.bench.neighborhood`).
+NA_MODES = ("neighborhood",)
+MODES = IMAGE_MODES + TOKEN_MODES + NA_MODES
 DIRECTIONS = ("forward", "forward+backward")
 #: The mode each baseline computes (ConvNN implementations compute every mode).
 BASELINE_MODES = {b.name: (b.computes,) for b in baselines.BASELINES.values()}
@@ -166,6 +169,10 @@ def _input(name: str, shape: tuple[int, ...], case: Case, seeds: dict[str, int],
 def build(case: Case, impl: Implementation | None) -> Workload:
     """The workload of ``case``; ``impl`` is the registry implementation for ConvNN rows, None
     for baselines."""
+    if case.mode in NA_MODES:
+        from suites.bench import neighborhood
+
+        return neighborhood.build(case, impl)
     if case.mode in TOKEN_MODES:
         return _build_tokens(case, impl)
     return _build_image(case, impl)
@@ -319,6 +326,15 @@ def _ambiguous_queries(score: torch.Tensor, case: Case, *, rank_matters: bool) -
 
 def unsupported(case: Case, impl: Implementation | None) -> str | None:
     """Why a registry implementation declines ``case`` (its `Capabilities`), or None."""
+    if case.mode in NA_MODES:
+        from suites.bench import neighborhood
+
+        if impl is None:
+            return neighborhood.missing(case)
+        return impl.capabilities.reason(
+            neighborhood.config_of(case), form="window", dtype=dtype_of(case.dtype), device=case.device,
+            num_tokens=case.N, backward=case.direction == "forward+backward",
+        )
     if impl is None:
         return None
     form = "attention" if case.mode in TOKEN_MODES else "image"

@@ -147,7 +147,17 @@ def _smoke(device: str, impls: tuple[str, ...]) -> list[Case]:
         cases += _sweep(impls, "hybrid", (6,), (4,), d, **small)
         cases += _sweep((*impls, "sdpa", "sdpa-math"), "attention", (6,), (0,), d, **small)
         cases += _sweep((*impls, "kvt-dense"), "kvt", (6,), (5,), d, **small)
+        cases += _neighborhood((*impls, "sdpa-na-mask"), (6,), (3,), d, **small)
+    cases += _neighborhood(("natten-na2d",), (8,), (3,), FWD, C=8, B=2, device=device)  # no CPU backward
     return cases
+
+
+def _neighborhood(impls: Iterable[str], sides: Iterable[int], kernels: Iterable[int], directions: Iterable[str], **fields: object) -> list[Case]:
+    """Neighbourhood-attention rows (mode ``neighborhood``, k = kernel²)."""
+    return [
+        Case(impl, "neighborhood", kernel * kernel, side, direction=direction, kernel_size=kernel, **fields)  # type: ignore[arg-type]
+        for impl in impls for side in sides for kernel in kernels for direction in directions
+    ]
 
 
 def _default(device: str, impls: tuple[str, ...]) -> list[Case]:
@@ -173,6 +183,13 @@ def _default(device: str, impls: tuple[str, ...]) -> list[Case]:
     cases += _sweep(impls, "feature-random", (32, 56), (9,), FWD, r=256, **on)
     cases += _sweep(impls, "feature-grid", (32, 56), (9,), FWD, r=16, **on)
     cases += _sweep(impls, "hybrid", (32, 56), (9,), FWD, **on)
+    # Neighbourhood attention, one head, D = C = 64: the reference, NATTEN, compiled Flex and SDPA
+    # with the dense mask (its N x N mask: to 64²), full SDPA from the attention rows above and here.
+    cases += _neighborhood((*impls, "natten-na2d"), (32, 56, 128), (3, 7, 13), FWD, **on)
+    cases += _neighborhood(("flex-na-compiled",), (32, 56, 128), (7,), FWD, **on)
+    cases += _neighborhood(("sdpa-na-mask",), (32, 56), (3, 7, 13), FWD, **on)
+    cases += _neighborhood((*impls, "sdpa-na-mask"), (32, 56), (7,), ("forward+backward",), **on)
+    cases += _sweep(("sdpa",), "attention", (128,), (0,), FWD, **on)
     # Peak memory at 64x64 with B = 16.
     cases += _sweep((*impls, "dense-naive"), "feature", (64,), (9,), BOTH, **big)
     cases += _sweep(("sdpa",), "attention", (64,), (0,), BOTH, **big)

@@ -52,6 +52,8 @@ def alternatives(name: str, value: object) -> list[object]:
         return [c for c in typing.get_args(concrete[0]) if c != value]
     if concrete == [bool]:
         return [not value]
+    if bool in concrete and any(typing.get_origin(a) is tuple for a in concrete):  # per-axis flags (causal)
+        return [not any(_leaves(value)) if not isinstance(value, tuple) else not value[0]]
     if concrete == [int]:
         return [2 if value is None else value + 1]  # type: ignore[operator]
     if concrete == [float]:
@@ -75,7 +77,8 @@ def _leaves(value: object) -> list[object]:
 @dataclass(frozen=True)
 class Context:
     """A base config and the form of the call (image: convnn and neighbours on a 5x6 map with 3
-    channels; sequence: convnn_attention and attention_neighbours, 6 queries and 7 keys)."""
+    channels; sequence: convnn_attention and attention_neighbours, 6 queries and 7 keys; window:
+    window_attention on a 5x6 grid of 4-vectors)."""
 
     id: str
     form: str
@@ -90,6 +93,8 @@ CONTEXTS = [
     Context("feature-grid", "image", ConvNNConfig(k=3, similarity="scaled_dot", candidates="grid", num_candidates=4, rho="softmax")),
     Context("hybrid", "image", ConvNNConfig(k=4, basis="hybrid", similarity="dot", rho="softmax")),
     Context("sequence-dot", "sequence", ConvNNConfig(k=3, similarity="dot", rho="ones")),
+    Context("window", "window", ConvNNConfig(k=None, basis="feature", similarity="scaled_dot", candidates="window",
+                                             kernel_size=(3, 3), rho="softmax", kernel="sum")),
     Context("sequence-grid", "sequence", ConvNNConfig(k=2, similarity="scaled_dot", candidates="grid", num_candidates=5, rho="softmax", kernel="sum")),
 ]
 
@@ -115,6 +120,9 @@ def observe(context: Context, config: ConvNNConfig) -> list[torch.Tensor]:
         extra = 2 if context.form == "image" and config.coord_encoding in ("aggregate", "both") else 0
         c_in = (3 if context.form == "image" else 2) + extra
         weight = _randn(2, c_in // config.groups, config.k, seed=5)
+    if context.form == "window":
+        q, k, v = _randn(1, 5, 6, 4, seed=1), _randn(1, 5, 6, 4, seed=2), _randn(1, 5, 6, 2, seed=3)
+        return [cr.window_attention(q, k, v, config)]
     if context.form == "image":
         x = _image_input()
         y = cr.convnn(x, weight, None, config, generator=generator)
@@ -346,6 +354,23 @@ PROBES: dict[tuple[str, str], tuple[Callable[..., object], object]] = {
     ("BranchingConvNN", "bias"): (lambda **kw: _layer_out(_seeded(cr.BranchingConvNN(3, 4, ConvNNConfig(k=3), **kw).double()), _IMG), False),
     ("PixelShuffleConvNN2d", "bias"): (lambda **kw: _layer_out(_seeded(cr.PixelShuffleConvNN2d(3, 2, ConvNNConfig(k=3), 2, **kw).double()), _randn(1, 3, 4, 6)), False),
 }
+_NA_Q, _NA_K, _NA_V = _randn(1, 7, 8, 2, 4, seed=1), _randn(1, 7, 8, 2, 4, seed=2), _randn(1, 7, 8, 2, 3, seed=3)
+_NA_ALTERNATIVES = {"dilation": 2, "stride": 2, "is_causal": True, "scale": 0.2}
+for _param, _value in _NA_ALTERNATIVES.items():
+    PROBES[("neighborhood_attention", _param)] = (lambda **kw: cr.neighborhood_attention(_NA_Q, _NA_K, _NA_V, 3, **kw), _value)
+    PROBES[("neighborhood_config", _param)] = (
+        lambda **kw: cr.window_attention(_NA_Q[..., 0, :], _NA_K[..., 0, :], _NA_V[..., 0, :], cr.neighborhood_config(3, **kw)),
+        _value,
+    )
+    PROBES[("NeighborhoodAttention", _param)] = (
+        lambda **kw: _layer_out(_seeded(cr.NeighborhoodAttention(8, 2, 3, **kw).double()), _randn(1, 7, 8, 8)), _value,
+    )
+PROBES[("NeighborhoodAttention", "qkv_bias")] = (
+    lambda **kw: _layer_out(_seeded(cr.NeighborhoodAttention(8, 2, 3, **kw).double()), _randn(1, 7, 8, 8)), False,
+)
+PROBES[("NeighborhoodAttention", "spatial_dims")] = (
+    lambda **kw: _layer_out(_seeded(cr.NeighborhoodAttention(8, 2, 3, **kw).double()), _randn(1, 7, 8) if kw else _randn(1, 7, 8, 8)), 1,
+)
 for _layer in ("ConvNN1d", "ConvNN2d", "ConvNN3d"):
     _shape = {"ConvNN1d": (1, 3, 7), "ConvNN2d": (1, 3, 5, 6), "ConvNN3d": (1, 3, 3, 3, 4)}[_layer]
 

@@ -531,4 +531,26 @@ MUTANTS: tuple[Mutant, ...] = (
         "",
         "position tables cached without their candidate subset: position_table's cand_index answered from another subset's table",
     ),
+    # ------------------------------------------------------------------ the window rule
+    Mutant(
+        "window-border-clamp-off-by-one",
+        "convnn_ref/window.py",
+        "centre = torch.maximum(torch.minimum(leader, group_len - 1 - right)",
+        "centre = torch.maximum(torch.minimum(leader, group_len - right)",
+        "the window at the far border shifted inward one point too little (it runs off the grid and loses a key)",
+    ),
+    Mutant(
+        "window-dilation-ignored",
+        "convnn_ref/fast/window_route.py",
+        "geometry.stride[a], geometry.dilation[a], geometry.causal[a], side)",
+        "geometry.stride[a], 1, geometry.causal[a], side)",
+        "the window route tiles every axis as if undilated (contiguous windows instead of the dilation lattice)",
+    ),
+    Mutant(
+        "window-layer-drops-causal",
+        "convnn_ref/neighborhood.py",
+        "y = neighborhood_attention(q, k, v, self.kernel_size, self.dilation, self.stride, self.is_causal, self.scale)",
+        "y = neighborhood_attention(q, k, v, self.kernel_size, self.dilation, self.stride, False, self.scale)",
+        "the neighbourhood-attention layer accepts is_causal and attends to the whole window",
+    ),
 )

@@ -52,6 +52,7 @@ _EQUIVALENCE_FILES = tuple(
         "test_dropout",
         "test_half_precision",
         "test_arguments",
+        "test_neighborhood",  # last: it reads only the window rule's code, and its FlexAttention cases are the slowest
     )
 )
 #: The benchmark stopwatch's decision logic (intervals, verdicts, threads), a few seconds.

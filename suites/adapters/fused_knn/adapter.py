@@ -18,7 +18,7 @@ import torch
 
 from convnn_ref.config import ConvNNConfig
 from convnn_ref.testing import check_k, check_tensor, check_weight, resolve_geometry
-from extensions.fused_knn import kernel
+from suites.adapters.fused_knn import kernel
 from suites.implementations import LOWEST_INDEX, Capabilities, Implementation
 
 _SIMILARITY = {"cosine": 0, "euclidean": 1, "dot": 2, "scaled_dot": 3}
