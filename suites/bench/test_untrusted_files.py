@@ -3,7 +3,7 @@ the sweep's assemble step and its resume, the conformance report of its results 
 bytes without a traceback, keeps every good row, and names each file and line it skipped and
 why; a resumed writer never glues a record onto a torn line; Markdown output escapes every field.
 
-Seed material: ten real rows of the committed CPU sample (``reports/samples/cpu``), as a results
+Seed material: the real forward rows at 16×16 of the committed CPU sample (``reports/samples/cpu``), as a results
 file and as the journal a sweep writes. One test per kind of damage comes first, then a
 seeded random-corruption fuzz of both files fed to every reader."""
 
@@ -31,20 +31,21 @@ from suites.conformance import report as conformance_report
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "reports" / "samples" / "cpu" / "default-vm-cpu.json"
-#: Ten forward rows at 16×16: ConvNN rows and the baselines they are divided by.
+#: The forward rows at 16×16: ConvNN rows and the baselines they are divided by.
 SIDE, DIRECTION = 16, "forward"
 #: A string field as a hostile file writes it: a heading, a table row, HTML, Markdown, a comment.
+N_ROWS = 7  # the committed sample's forward rows at 16×16 (checked in sample_document)
 HOSTILE = "x\n# Injected heading\n| a | b |\r\n<script>alert(1)</script> `tick` **b** [l](javascript:x) <!-- \\ ~~"
 
 
 def sample_document() -> dict[str, Any]:
-    """A small real results file: the sample's header and its ten forward rows at 16×16 (and the
+    """A small real results file: the sample's header and its forward rows at 16×16 (and the
     forward bars that read them)."""
     doc = json.loads(SAMPLE.read_text(encoding="utf-8"))
     doc["benchmarks"] = [b for b in doc["benchmarks"] if b["extra_info"]["side"] == SIDE and b["extra_info"]["direction"] == DIRECTION]
     section = doc["convnn_bench"]
     section["bars"] = [b for b in section["bars"] if SIDE in (b.get("sides") or [SIDE]) and b["direction"] == DIRECTION]
-    assert len(doc["benchmarks"]) == 10, "the sample no longer has ten forward rows at 16x16: pick other seed rows"
+    assert len(doc["benchmarks"]) == N_ROWS, f"the sample no longer has {N_ROWS} forward rows at 16x16: update N_ROWS"
     return doc
 
 
@@ -90,12 +91,12 @@ def test_a_journal_line_that_is_json_but_not_an_object_is_named_and_skipped(tmp_
     path = tmp_path / "sweep.jsonl"
     path.write_bytes(data)
     results, summary, _ = report_pages([path])
-    assert len(results.df) == 10
+    assert len(results.df) == N_ROWS
     section = skipped_section(summary)
     assert "`sweep.jsonl` line 4: a number, not a JSON object" in section, section
     assert "`sweep.jsonl` line 5: an array, not a JSON object" in section, section
     records, skipped = journal.read_all_checked(path)
-    assert len(journal.rows(records)) == 10 and [s.line for s in skipped] == [4, 5]
+    assert len(journal.rows(records)) == N_ROWS and [s.line for s in skipped] == [4, 5]
 
 
 @pytest.mark.parametrize("broken", [{"type": "row"}, {"type": "row", "row": {"extra_info": {}}},
@@ -107,10 +108,10 @@ def test_a_row_record_without_its_row_or_param_is_named_and_skipped(tmp_path: Pa
     path = tmp_path / "sweep.jsonl"
     path.write_bytes(journal_bytes([*recs[:5], broken, *recs[5:]]))
     results, summary, _ = report_pages([path])
-    assert len(results.df) == 10
+    assert len(results.df) == N_ROWS
     assert "`sweep.jsonl` line 6: a row record" in skipped_section(summary)
     records, skipped = journal.read_all_checked(path)
-    assert len(journal.done_ids(records)) == 10 and [s.line for s in skipped] == [6]
+    assert len(journal.done_ids(records)) == N_ROWS and [s.line for s in skipped] == [6]
 
 
 @pytest.mark.parametrize(("content", "why"), [(b"", "empty file"), (b"{\"benchmarks\": [", "truncated or damaged"),
@@ -123,7 +124,7 @@ def test_a_damaged_results_file_is_named_and_the_others_still_read(tmp_path: Pat
     (tmp_path / "good.json").write_text(json.dumps(sample_document()), encoding="utf-8")
     (tmp_path / "bad.json").write_bytes(content)
     results, summary, _ = report_pages([tmp_path])
-    assert len(results.df) == 10
+    assert len(results.df) == N_ROWS
     section = skipped_section(summary)
     assert "`bad.json`: " in section and why in section, section
 
@@ -155,7 +156,7 @@ def test_torn_and_garbage_lines_are_named_in_the_report_and_on_stderr(tmp_path: 
     assert "`cut.json`: not JSON" in summary
     assert "Skipped input" in (out / "report.html").read_text(encoding="utf-8")
     assert (out / "time_vs_resolution.png").exists()
-    assert len(load.load([tmp_path / "in"]).df) == 20
+    assert len(load.load([tmp_path / "in"]).df) == 2 * N_ROWS
 
 
 def test_a_resumed_writer_ends_a_torn_line_before_appending(tmp_path: Path) -> None:
@@ -273,7 +274,7 @@ def test_newlines_pipes_and_html_in_every_string_field_stay_inside_their_cell(tm
     path = tmp_path / ("r" + "|<b>`\n.json")
     path.write_text(json.dumps(doc), encoding="utf-8")
     results, summary, page = report_pages([path])
-    assert len(results.df) == 10
+    assert len(results.df) == N_ROWS
     prose = _outside_code(summary)
     assert "\n# Injected" not in summary and _raw_html(summary) == [] and not _unescaped("<script", prose)
     assert "<script>" not in page and "<b>" not in page
@@ -505,7 +506,7 @@ def test_random_corruptions_of_a_journal_and_a_results_file_never_raise(tmp_path
         path.write_text(json.dumps(variant, allow_nan=True), encoding="utf-8")
 
         def definitions(path: Path = path) -> None:
-            assert len(read_report(path, True).df) == 10
+            assert len(read_report(path, True).df) == N_ROWS
 
         check(f"definitions variant {i}", definitions)
     assert variants >= 1000
