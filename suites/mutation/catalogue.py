@@ -530,6 +530,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "        None if candidates is None else tuple(candidates.tolist()),  # a caller's own subset (position_table's cand_index)\n",
         "",
         "position tables cached without their candidate subset: position_table's cand_index answered from another subset's table",
+        equivalent="a second guard: position_table computes a caller's own subset without the cache (functional.py), and "
+        "the cached subsets (grid candidates) are fixed by knobs already in the key; either guard alone keeps the tables apart",
     ),
     # ------------------------------------------------------------------ the window rule
     Mutant(
