@@ -51,7 +51,7 @@ typecheck: setup
 	$(PY) -m mypy
 
 test: setup
-	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(PY) -m pytest -q -p no:cacheprovider --benchmark-disable $(foreach i,$(IMPL),--impl $(i)) $(if $(HYPOTHESIS_SEED),--hypothesis-seed=$(HYPOTHESIS_SEED))
+	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) CONVNN_REQUIRE_NATTEN=1 $(PY) -m pytest -q -p no:cacheprovider --benchmark-disable $(foreach i,$(IMPL),--impl $(i)) $(if $(HYPOTHESIS_SEED),--hypothesis-seed=$(HYPOTHESIS_SEED))
 
 verify: lint typecheck test
 

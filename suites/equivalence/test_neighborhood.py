@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 from dataclasses import dataclass
 
 import pytest
@@ -34,8 +35,19 @@ from suites.ties import attention_score_gain
 
 HAS_NATTEN = importlib.util.find_spec("natten") is not None
 NO_NATTEN = "natten is not installed (make setup installs natten==0.21.7 with --no-build-isolation)"
+#: Set by `make test`: where the pinned toolchain is installed, a missing NATTEN is a failure, not a skip.
+REQUIRE_NATTEN = os.environ.get("CONVNN_REQUIRE_NATTEN") == "1"
 #: Tokens of a case the loop oracle still runs quickly.
 MAX_ORACLE_TOKENS = 64
+
+
+def test_natten_is_installed_where_required() -> None:
+    """`make test` sets CONVNN_REQUIRE_NATTEN=1: there the NATTEN properties must run, never
+    skip (a broken install would otherwise turn them into silent skips)."""
+    if REQUIRE_NATTEN:
+        assert HAS_NATTEN, NO_NATTEN
+    elif not HAS_NATTEN:
+        pytest.skip(NO_NATTEN)
 
 
 @dataclass(frozen=True)
